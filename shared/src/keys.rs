@@ -1,0 +1,226 @@
+//! The Redis key schema, defined once.
+//!
+//! Every key of a deployment starts with the same prefix wrapped in a Redis Cluster hash tag, e.g.
+//! `{radio}:jobs:radio`, so all keys land in one slot and multi-key Lua scripts stay legal on a
+//! cluster. The Lua scripts never spell a key themselves: they receive keys, or key prefixes such as
+//! `{radio}:job:`, from this module.
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `{p}:jobs:interactive`, `{p}:jobs:radio` | stream, group `workers` | one entry per delivery attempt: `job` (id) and `spec` (JSON) |
+//! | `{p}:job:<id>` | hash | spec, state, attempts, worker, timestamps, progress, error, result meta, history |
+//! | `{p}:result:<id>` | string | the encoded audio (Ogg Opus) |
+//! | `{p}:events` | stream | lifecycle and progress events |
+//! | `{p}:delayed` | sorted set | job ids waiting for their retry backoff, scored by due time (ms) |
+//! | `{p}:dead` | stream | jobs that failed for good and malformed entries, with the reason |
+//! | `{p}:entries` | hash | stream entry id → job id for every unacknowledged entry |
+//! | `{p}:workers` | sorted set | worker ids by last heartbeat (ms) |
+//! | `{p}:worker:<id>` | string (TTL) | the worker's registration as JSON |
+//! | `{p}:guild:<id>` | hash | a station's persisted settings and state |
+//! | `{p}:guild:<id>:active` | set | the guild's jobs that have not finished (the per-guild cap) |
+//! | `{p}:dedup:<key>` | string (TTL) | the job id an idempotency key already produced |
+//! | `{p}:stats` | hash | deployment-wide counters shown by `/radio stats` |
+
+use std::fmt;
+
+use crate::job::{JobId, Priority};
+
+/// The consumer group every worker reads the job streams through.
+pub const CONSUMER_GROUP: &str = "workers";
+
+/// A validated key prefix, stored with its hash tag (`{radio}`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// Wraps `name` in a hash tag. Accepts letters, digits, `_`, `-`, `.` and `:` (1–64 characters);
+    /// a name already written as `{name}` is taken as is.
+    pub fn new(name: &str) -> Result<Self, &'static str> {
+        let bare = name
+            .strip_prefix('{')
+            .and_then(|n| n.strip_suffix('}'))
+            .unwrap_or(name);
+        let valid = !bare.is_empty()
+            && bare.len() <= 64
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if valid {
+            Ok(Self(format!("{{{bare}}}")))
+        } else {
+            Err("1 to 64 characters of letters, digits, '_', '-', '.' or ':' (e.g. radio)")
+        }
+    }
+
+    /// The prefix with its braces, e.g. `{radio}`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Prefix {
+    fn default() -> Self {
+        Self("{radio}".into())
+    }
+}
+
+impl fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Builds every key of one deployment.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: Prefix,
+}
+
+impl Keys {
+    /// The schema under `prefix`.
+    pub fn new(prefix: Prefix) -> Self {
+        Self { prefix }
+    }
+
+    /// The deployment's prefix.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+
+    /// The job stream of one priority.
+    pub fn stream(&self, priority: Priority) -> String {
+        self.key(&format!("jobs:{}", priority.as_str()))
+    }
+
+    /// Every job stream, most urgent first: the order workers claim in.
+    pub fn streams(&self) -> [String; 2] {
+        Priority::CLAIM_ORDER.map(|p| self.stream(p))
+    }
+
+    /// The hash holding one job's record.
+    pub fn job(&self, id: &JobId) -> String {
+        format!("{}{id}", self.job_prefix())
+    }
+
+    /// The common start of every job hash key (handed to Lua, which appends the id).
+    pub fn job_prefix(&self) -> String {
+        self.key("job:")
+    }
+
+    /// The encoded audio of a finished job.
+    pub fn result(&self, id: &JobId) -> String {
+        format!("{}{id}", self.result_prefix())
+    }
+
+    /// The common start of every result key.
+    pub fn result_prefix(&self) -> String {
+        self.key("result:")
+    }
+
+    /// Lifecycle and progress events.
+    pub fn events(&self) -> String {
+        self.key("events")
+    }
+
+    /// Retries waiting for their backoff.
+    pub fn delayed(&self) -> String {
+        self.key("delayed")
+    }
+
+    /// Dead letters.
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+
+    /// Stream entry id → job id for unacknowledged entries.
+    pub fn entries(&self) -> String {
+        self.key("entries")
+    }
+
+    /// Live workers by last heartbeat.
+    pub fn workers(&self) -> String {
+        self.key("workers")
+    }
+
+    /// One worker's registration.
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}{id}", self.worker_prefix())
+    }
+
+    /// The common start of every worker registration key.
+    pub fn worker_prefix(&self) -> String {
+        self.key("worker:")
+    }
+
+    /// A station's persisted settings and state.
+    pub fn guild(&self, guild_id: &str) -> String {
+        self.key(&format!("guild:{guild_id}"))
+    }
+
+    /// The set of a guild's unfinished jobs.
+    pub fn guild_active(&self, guild_id: &str) -> String {
+        format!("{}{guild_id}:active", self.guild_prefix())
+    }
+
+    /// The common start of every guild key.
+    pub fn guild_prefix(&self) -> String {
+        self.key("guild:")
+    }
+
+    /// The idempotency record of an enqueue key.
+    pub fn dedup(&self, key: &str) -> String {
+        self.key(&format!("dedup:{key}"))
+    }
+
+    /// Deployment-wide counters.
+    pub fn stats(&self) -> String {
+        self.key("stats")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_hash_tag() {
+        let keys = Keys::new(Prefix::new("test-1").expect("valid"));
+        let id = JobId::new();
+        for key in [
+            keys.stream(Priority::Radio),
+            keys.job(&id),
+            keys.result(&id),
+            keys.events(),
+            keys.delayed(),
+            keys.dead(),
+            keys.entries(),
+            keys.workers(),
+            keys.worker("w1"),
+            keys.guild("42"),
+            keys.guild_active("42"),
+            keys.dedup("abc"),
+            keys.stats(),
+        ] {
+            assert!(key.starts_with("{test-1}:"), "{key}");
+        }
+        assert_eq!(keys.streams()[0], "{test-1}:jobs:interactive");
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert_eq!(Prefix::new("{radio}").expect("valid").as_str(), "{radio}");
+        assert!(Prefix::new("").is_err());
+        assert!(Prefix::new("has space").is_err());
+        assert!(Prefix::new("a}b").is_err());
+    }
+}

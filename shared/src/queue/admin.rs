@@ -1,0 +1,456 @@
+//! Inspection and repair, for `radioctl`, the metrics exporter and the workers' maintenance task.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{
+    Queue, QueueError, WorkerInfo, consumer::now_ms, entry_time_ms, split_reply, value_at,
+};
+use crate::job::{JobId, JobState, Priority};
+use crate::keys::CONSUMER_GROUP;
+
+/// A consumer of one stream and what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsumerStatus {
+    /// The consumer's name.
+    pub name: String,
+    /// Entries it holds unacknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read or renewed.
+    pub idle_ms: u64,
+}
+
+/// One job stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamStatus {
+    /// Its priority.
+    pub priority: Priority,
+    /// Its key.
+    pub key: String,
+    /// Entries in the stream (acknowledged ones included until trimmed).
+    pub length: u64,
+    /// Entries not yet delivered to any worker.
+    pub waiting: u64,
+    /// Delivered but unacknowledged entries.
+    pub pending: u64,
+    /// Age of the oldest pending entry since it was added, ms.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// Consumers of the group.
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// The whole queue at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueStatus {
+    /// The job streams, most urgent first.
+    pub streams: Vec<StreamStatus>,
+    /// Retries waiting for their backoff.
+    pub delayed: u64,
+    /// Entries in the dead stream.
+    pub dead: u64,
+    /// Live workers.
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// A row of `radioctl jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobSummary {
+    /// The job's id.
+    pub id: JobId,
+    /// Its state.
+    pub state: JobState,
+    /// Its stream.
+    pub priority: Option<Priority>,
+    /// Its guild.
+    pub guild: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The worker running it.
+    pub worker: Option<String>,
+    /// Created, ms since the epoch.
+    pub created_ms: Option<u64>,
+    /// Last error.
+    pub error: Option<String>,
+}
+
+/// An entry of the dead stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// The dead stream entry id.
+    pub entry: String,
+    /// The job, when the entry named a valid one.
+    pub job: Option<JobId>,
+    /// The job stream it came from.
+    pub stream: String,
+    /// Why it died.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: Option<u32>,
+    /// When it died, ms since the epoch.
+    pub failed_ms: Option<u64>,
+    /// The raw fields of a malformed entry.
+    pub raw: Option<String>,
+}
+
+impl Queue {
+    /// Depth, pending entries per consumer, oldest pending age, delayed, dead and live workers.
+    pub async fn status(&self) -> Result<QueueStatus, QueueError> {
+        const DOING: &str = "reading the queue status";
+        let mut conn = self.conn();
+        let mut streams = Vec::new();
+        for priority in Priority::CLAIM_ORDER {
+            let key = self.keys().stream(priority);
+            let length: u64 = redis::cmd("XLEN")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(QueueError::redis(DOING))?;
+            let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            let group = groups.into_iter().find(|g| {
+                g.get("name")
+                    .and_then(|n| redis::from_redis_value_ref::<String>(n).ok())
+                    .as_deref()
+                    == Some(CONSUMER_GROUP)
+            });
+            let field = |name: &str| {
+                group
+                    .as_ref()
+                    .and_then(|g| g.get(name))
+                    .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+            };
+            let pending = field("pending").unwrap_or(0);
+            let waiting = match field("lag") {
+                Some(lag) => lag,
+                None => self.count_undelivered(&key).await?,
+            };
+            let consumers: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&key)
+                .arg(CONSUMER_GROUP)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            let consumers = consumers
+                .iter()
+                .map(|c| {
+                    let get = |name: &str| c.get(name);
+                    ConsumerStatus {
+                        name: get("name")
+                            .and_then(|v| redis::from_redis_value_ref(v).ok())
+                            .unwrap_or_default(),
+                        pending: get("pending")
+                            .and_then(|v| redis::from_redis_value_ref(v).ok())
+                            .unwrap_or(0),
+                        idle_ms: get("idle")
+                            .and_then(|v| redis::from_redis_value_ref(v).ok())
+                            .unwrap_or(0),
+                    }
+                })
+                .collect();
+            let summary: redis::Value = redis::cmd("XPENDING")
+                .arg(&key)
+                .arg(CONSUMER_GROUP)
+                .query_async(&mut conn)
+                .await
+                .map_err(QueueError::redis(DOING))?;
+            let oldest = match summary {
+                redis::Value::Array(items) if items.len() >= 2 => {
+                    redis::from_redis_value_ref::<String>(&items[1]).ok()
+                }
+                _ => None,
+            };
+            streams.push(StreamStatus {
+                priority,
+                key,
+                length,
+                waiting,
+                pending,
+                oldest_pending_age_ms: oldest
+                    .as_deref()
+                    .and_then(entry_time_ms)
+                    .map(|t| now_ms().saturating_sub(t)),
+                consumers,
+            });
+        }
+        let (delayed, dead): (u64, u64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(self.keys().delayed())
+            .cmd("XLEN")
+            .arg(self.keys().dead())
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis(DOING))?;
+        Ok(QueueStatus {
+            streams,
+            delayed,
+            dead,
+            workers: self.live_workers().await?,
+        })
+    }
+
+    async fn count_undelivered(&self, stream: &str) -> Result<u64, QueueError> {
+        let mut conn = self.conn();
+        let groups: Vec<HashMap<String, String>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let Some(last) = groups
+            .into_iter()
+            .find(|g| g.get("name").map(String::as_str) == Some(CONSUMER_GROUP))
+            .and_then(|mut g| g.remove("last-delivered-id"))
+        else {
+            return Ok(0);
+        };
+        let ids: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(format!("({last}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis("counting undelivered entries"))?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Jobs still in Redis, newest first, optionally only those in `state`.
+    pub async fn jobs(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, QueueError> {
+        const DOING: &str = "listing jobs";
+        const FIELDS: [&str; 7] = [
+            "state",
+            "priority",
+            "guild",
+            "attempts",
+            "worker",
+            "created_ms",
+            "error",
+        ];
+        let mut conn = self.conn();
+        let prefix = self.keys().job_prefix();
+        let pattern = format!("{}*", escape_glob(&prefix));
+        let mut ids = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(QueueError::redis(DOING))?;
+            ids.extend(
+                keys.iter()
+                    .filter_map(|k| k.strip_prefix(&prefix))
+                    .filter_map(|id| id.parse::<JobId>().ok()),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(200) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HMGET").arg(self.keys().job(id)).arg(&FIELDS[..]);
+            }
+            let values: Vec<Vec<Option<String>>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(QueueError::redis(DOING))?;
+            for (id, v) in chunk.iter().zip(values) {
+                let Some(job_state) = v[0].as_deref().and_then(|s| s.parse::<JobState>().ok())
+                else {
+                    continue;
+                };
+                if state.is_some_and(|wanted| wanted != job_state) {
+                    continue;
+                }
+                rows.push(JobSummary {
+                    id: id.clone(),
+                    state: job_state,
+                    priority: v[1].as_deref().and_then(|p| p.parse().ok()),
+                    guild: v[2].clone().filter(|g| !g.is_empty()),
+                    attempts: v[3].as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
+                    worker: v[4].clone().filter(|w| !w.is_empty()),
+                    created_ms: v[5].as_deref().and_then(|c| c.parse().ok()),
+                    error: v[6].clone().filter(|e| !e.is_empty()),
+                });
+                if rows.len() >= limit {
+                    return Ok(rows);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The dead stream, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut conn = self.conn();
+        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(self.keys().dead())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis("reading the dead stream"))?;
+        Ok(entries
+            .into_iter()
+            .map(|(entry, mut f)| DeadLetter {
+                job: f.get("job").and_then(|j| j.parse().ok()),
+                stream: f.remove("stream").unwrap_or_default(),
+                error: f.remove("error").unwrap_or_default(),
+                attempts: f.get("attempts").and_then(|a| a.parse().ok()),
+                failed_ms: f.get("failed_ms").and_then(|t| t.parse().ok()),
+                raw: f.remove("raw"),
+                entry,
+            })
+            .collect())
+    }
+
+    /// Puts a failed job back in its stream with its attempts reset, and removes its dead letters.
+    pub async fn retry(&self, id: &JobId) -> Result<(), QueueError> {
+        const DOING: &str = "retrying a job";
+        let dead_entries: Vec<String> = self
+            .dead_letters()
+            .await?
+            .into_iter()
+            .filter(|d| d.job.as_ref() == Some(id))
+            .map(|d| d.entry)
+            .collect();
+        let keys = self.keys();
+        let reply: redis::Value = self
+            .inner
+            .scripts
+            .retry
+            .key(keys.job(id))
+            .key(keys.events())
+            .key(keys.entries())
+            .key(keys.dead())
+            .arg(id.as_str())
+            .arg(dead_entries.first().map_or("", String::as_str))
+            .arg(self.settings().events_maxlen)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(QueueError::redis(DOING))?;
+        let (tag, rest) = split_reply(DOING, reply)?;
+        match tag.as_str() {
+            "ok" => {
+                if dead_entries.len() > 1 {
+                    let mut conn = self.conn();
+                    redis::cmd("XDEL")
+                        .arg(keys.dead())
+                        .arg(&dead_entries[1..])
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .map_err(QueueError::redis(DOING))?;
+                }
+                Ok(())
+            }
+            "not_failed" => {
+                let state: String = value_at(DOING, &rest, 0)?;
+                Err(QueueError::Conflict(format!(
+                    "job {id} is {state}, not failed: only failed jobs can be retried"
+                )))
+            }
+            "unknown" => Err(QueueError::UnknownJob {
+                id: id.clone(),
+                key: keys.job(id),
+            }),
+            other => Err(QueueError::protocol(DOING, other)),
+        }
+    }
+
+    /// Retries every failed job in the dead stream. Returns the ids retried and the dead letters that
+    /// could not be (malformed entries, expired records), with the reason.
+    pub async fn retry_all_dead(
+        &self,
+    ) -> Result<(Vec<JobId>, Vec<(DeadLetter, String)>), QueueError> {
+        let mut retried = Vec::new();
+        let mut skipped = Vec::new();
+        for dead in self.dead_letters().await? {
+            let Some(id) = dead.job.clone() else {
+                skipped.push((dead, "malformed entry: no job to retry".to_string()));
+                continue;
+            };
+            if retried.contains(&id) {
+                continue;
+            }
+            match self.retry(&id).await {
+                Ok(()) => retried.push(id),
+                Err(e @ (QueueError::UnknownJob { .. } | QueueError::Conflict(_))) => {
+                    skipped.push((dead, e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((retried, skipped))
+    }
+
+    /// Deletes every dead letter. Returns how many there were.
+    pub async fn purge_dead(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn();
+        let (len,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("XLEN")
+            .arg(self.keys().dead())
+            .cmd("DEL")
+            .arg(self.keys().dead())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis("purging the dead stream"))?;
+        Ok(len)
+    }
+
+    /// Trims acknowledged entries from the job streams (never a pending or undelivered one) and removes
+    /// consumers that hold nothing and have been idle for `consumer_idle`. Returns (trimmed, removed).
+    pub async fn maintain(
+        &self,
+        consumer_idle: std::time::Duration,
+    ) -> Result<(u64, u64), QueueError> {
+        let mut total = (0, 0);
+        for stream in self.keys().streams() {
+            let (trimmed, removed): (u64, u64) = self
+                .inner
+                .scripts
+                .maintain
+                .key(stream)
+                .arg(CONSUMER_GROUP)
+                .arg(consumer_idle.as_millis() as u64)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(QueueError::redis("trimming the job streams"))?;
+            total.0 += trimmed;
+            total.1 += removed;
+        }
+        Ok(total)
+    }
+}
+
+/// Escapes glob metacharacters for `SCAN MATCH`.
+fn escape_glob(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

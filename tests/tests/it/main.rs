@@ -1,0 +1,3 @@
+//! The workspace's integration tests, one binary (see tests/src/lib.rs for the harness).
+
+mod queue;
