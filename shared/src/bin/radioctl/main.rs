@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 the operation failed, 2 bad usage. Every command takes `--json`.
 
+mod bench;
 mod table;
 
 use std::path::PathBuf;
@@ -81,6 +82,15 @@ enum Command {
     },
     /// List the dead stream.
     Dead,
+    /// Push no-op jobs through a throwaway prefix and report jobs per second.
+    Bench {
+        /// Jobs per run.
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        /// Concurrent consumers; one run per value.
+        #[arg(long, value_delimiter = ',', default_value = "1,50")]
+        consumers: Vec<usize>,
+    },
     /// Delete dead letters.
     Purge {
         /// Purge the dead stream (the only thing purge deletes).
@@ -143,9 +153,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = Env;
     let redis = RedisConfig::from_env(&env)?;
     let settings = QueueSettings::from_env(&env)?;
-    let queue = Queue::connect(&redis, settings).await?;
     let json = cli.json;
-    match cli.command {
+    let command = match cli.command {
+        Command::Bench { jobs, consumers } => {
+            print_bench(&bench::run(&redis, jobs, &consumers).await?, json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other,
+    };
+    let queue = Queue::connect(&redis, settings).await?;
+    match command {
+        Command::Bench { .. } => {}
         Command::Status => status(&queue, json).await?,
         Command::Jobs { state, limit } => jobs(&queue, state, limit, json).await?,
         Command::Show { id } => show(&queue, &id, json).await?,
@@ -179,6 +197,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_bench(results: &[bench::BenchResult], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(results)?);
+        return Ok(());
+    }
+    let mut table = Table::new(&["CONSUMERS", "JOBS", "ENQUEUE/S", "JOBS/S"]);
+    for r in results {
+        table.row(vec![
+            r.consumers.to_string(),
+            r.jobs.to_string(),
+            format!("{:.0}", r.enqueue_per_s),
+            format!("{:.0}", r.jobs_per_s),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
 }
 
 fn print_out(json: bool, value: &serde_json::Value, text: &str) {
