@@ -418,6 +418,28 @@ impl Queue {
         Ok(len)
     }
 
+    /// Fails a waiting job that no live worker can run, with `message` as its error.
+    pub(crate) async fn fail_unrunnable(&self, id: &str, message: &str) -> Result<(), QueueError> {
+        let keys = self.keys();
+        let _: redis::Value = self
+            .inner
+            .scripts
+            .fail_unrunnable
+            .key(format!("{}{id}", keys.job_prefix()))
+            .key(keys.events())
+            .key(keys.entries())
+            .key(keys.dead())
+            .arg(id)
+            .arg(message)
+            .arg(self.settings().job_ttl.as_secs().max(1))
+            .arg(self.settings().events_maxlen)
+            .arg(CONSUMER_GROUP)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(QueueError::redis("failing a job no worker can run"))?;
+        Ok(())
+    }
+
     /// Trims acknowledged entries from the job streams (never a pending or undelivered one) and removes
     /// consumers that hold nothing and have been idle for `consumer_idle`. Returns (trimmed, removed).
     pub async fn maintain(

@@ -21,6 +21,8 @@ const PROMOTE_LIMIT: u32 = 20;
 pub struct Consumer {
     queue: Queue,
     name: String,
+    /// The longest track this consumer's worker accepts; longer jobs are handed back.
+    max_duration: Duration,
 }
 
 /// What one claim attempt found.
@@ -35,6 +37,8 @@ enum Attempt {
     },
     Empty {
         next_due_ms: Option<u64>,
+        /// Jobs handed back because they are longer than this consumer accepts: (id, duration ms).
+        too_long: Vec<(String, u64)>,
     },
 }
 
@@ -44,6 +48,7 @@ impl Queue {
         Consumer {
             queue: self.clone(),
             name: name.into(),
+            max_duration: Duration::from_secs_f32(crate::job::MAX_DURATION_S),
         }
     }
 
@@ -56,6 +61,18 @@ impl Queue {
 }
 
 impl Consumer {
+    /// Accept only jobs whose track is at most `max` long; longer ones are handed back at once for a
+    /// worker that accepts them, and failed when no live worker does.
+    pub fn with_max_duration(mut self, max: Duration) -> Self {
+        self.max_duration = max;
+        self
+    }
+
+    /// The longest track this consumer accepts.
+    pub fn max_duration(&self) -> Duration {
+        self.max_duration
+    }
+
     /// The consumer's name in the group.
     pub fn name(&self) -> &str {
         &self.name
@@ -109,7 +126,15 @@ impl Consumer {
     async fn try_claim(&self) -> Result<Option<Result<ClaimedJob, Option<u64>>>, QueueError> {
         match self.attempt().await? {
             Attempt::Job(job) => Ok(Some(Ok(*job))),
-            Attempt::Empty { next_due_ms } => Ok(Some(Err(next_due_ms))),
+            Attempt::Empty {
+                next_due_ms,
+                too_long,
+            } => {
+                if !too_long.is_empty() {
+                    self.fail_jobs_nobody_can_run(&too_long).await?;
+                }
+                Ok(Some(Err(next_due_ms)))
+            }
             Attempt::Malformed {
                 stream,
                 entry,
@@ -146,6 +171,8 @@ impl Consumer {
             .arg(PROMOTE_LIMIT)
             .arg(settings.max_attempts)
             .arg(settings.job_ttl.as_secs().max(1))
+            .arg(self.max_duration.as_millis() as u64)
+            .arg(handback_idle(settings).as_millis() as u64)
             .invoke_async(&mut self.queue.conn())
             .await
             .map_err(QueueError::redis(DOING))?;
@@ -153,8 +180,13 @@ impl Consumer {
         match tag.as_str() {
             "empty" => {
                 let due: i64 = value_at(DOING, &rest, 0)?;
+                let mut too_long = Vec::new();
+                for pair in rest[1..].chunks(2) {
+                    too_long.push((value_at(DOING, pair, 0)?, value_at(DOING, pair, 1)?));
+                }
                 Ok(Attempt::Empty {
                     next_due_ms: u64::try_from(due).ok(),
+                    too_long,
                 })
             }
             "malformed" => Ok(Attempt::Malformed {
@@ -210,6 +242,32 @@ impl Consumer {
             }
             other => Err(QueueError::protocol(DOING, other)),
         }
+    }
+
+    /// Fails the handed-back jobs that no live worker accepts, naming the largest duration on offer.
+    async fn fail_jobs_nobody_can_run(&self, too_long: &[(String, u64)]) -> Result<(), QueueError> {
+        let on_offer = self
+            .queue
+            .live_workers()
+            .await?
+            .iter()
+            .map(|w| Duration::from_secs_f32(w.max_duration_s.max(0.0)))
+            .fold(self.max_duration, Duration::max);
+        for (job, duration_ms) in too_long {
+            let duration = Duration::from_millis(*duration_ms);
+            if duration <= on_offer {
+                debug!(consumer = %self.name, job_id = %job, "handed back a job too long for this worker");
+                continue;
+            }
+            let message = format!(
+                "the track is {:.0} s long but the largest duration any live worker accepts is {:.0} s",
+                duration.as_secs_f32(),
+                on_offer.as_secs_f32()
+            );
+            warn!(job_id = %job, %message, "failing a job no worker can run");
+            self.queue.fail_unrunnable(job, &message).await?;
+        }
+        Ok(())
     }
 
     async fn dead_letter_malformed(
@@ -329,6 +387,12 @@ async fn watch_streams(
             }
         }
     }
+}
+
+/// The idle time given to a handed-back entry: far past the reclaim threshold, so any worker's next
+/// claim takes it over.
+pub(crate) fn handback_idle(settings: &super::QueueSettings) -> Duration {
+    (settings.reclaim_after * 10).max(Duration::from_secs(3600))
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -400,8 +400,7 @@ impl ClaimedJob {
         self.finish_lease();
         let queue = &self.control.state.queue;
         let keys = queue.keys();
-        // Idle far past the reclaim threshold, so XAUTOCLAIM of any consumer takes it.
-        let idle = (queue.settings().reclaim_after * 10).max(Duration::from_secs(3600));
+        let idle = super::consumer::handback_idle(queue.settings());
         let reply: redis::Value = queue
             .inner
             .scripts

@@ -91,6 +91,7 @@ impl Queue {
             .arg(crate::keys::CONSUMER_GROUP)
             .arg(keys.job_prefix())
             .arg(ahead)
+            .arg((spec.generate_task().song.duration_s * 1000.0).round() as u64)
             .invoke_async(&mut self.conn())
             .await
             .map_err(QueueError::redis(DOING))?;

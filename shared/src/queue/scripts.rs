@@ -69,13 +69,13 @@ end
 
 /// KEYS: stream, job hash, events, entries, dedup key, guild active set.
 /// ARGV: id, spec, priority, guild, max_attempts, dedup ttl s (0 = no dedup), guild cap (0 = none),
-///       events maxlen, group, job prefix, claim-ahead stream (or '').
+///       events maxlen, group, job prefix, claim-ahead stream (or ''), track duration ms.
 /// Returns `{'ok', entry, position}`, `{'dup', existing id}` or `{'full', active count}`.
 const ENQUEUE: &str = r#"
 local stream, jk, events, entries, dedup, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, spec, priority, guild = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_attempts, dedup_ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local maxlen, group, job_prefix, ahead = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local maxlen, group, job_prefix, ahead, duration = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local now = now_ms()
 
 if dedup_ttl > 0 then
@@ -101,7 +101,7 @@ local entry = redis.call('XADD', stream, '*', 'job', id, 'spec', spec)
 redis.call('HSET', entries, entry, id)
 redis.call('HSET', jk, 'spec', spec, 'state', 'queued', 'priority', priority, 'guild', guild,
   'stream', stream, 'entry', entry, 'attempts', 0, 'max_attempts', max_attempts,
-  'created_ms', now, 'queued_ms', now)
+  'duration_ms', duration, 'created_ms', now, 'queued_ms', now)
 if guild ~= '' then
   redis.call('SADD', active, id)
   redis.call('HSET', jk, 'active_key', active)
@@ -136,14 +136,20 @@ return { 'ok', entry, position }
 
 /// KEYS: delayed, events, entries, dead, then the job streams in claim order.
 /// ARGV: group, consumer, min idle ms (reclaim after), job prefix, events maxlen, promote limit,
-///       default max attempts, job ttl s.
+///       default max attempts, job ttl s, longest track this consumer accepts (ms), idle ms for hand-backs.
 /// Returns `{'job', stream, entry, job id, spec, attempt, max attempts, queued ms, reclaimed}`,
-/// `{'malformed', stream, entry, fields json, job id or ''}` or `{'empty', next due ms or -1}`.
+/// `{'malformed', stream, entry, fields json, job id or ''}` or
+/// `{'empty', next due ms or -1, too-long job id, its duration ms, ...}`.
+///
+/// A job longer than this consumer accepts is not started: its entry is handed back at once (idle set
+/// past the reclaim threshold, the attempt not counted), so a worker that accepts it takes it over.
 const CLAIM: &str = r#"
 local delayed, events, entries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer, min_idle, job_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local maxlen, promote, default_max, ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local max_duration, handback_idle = tonumber(ARGV[9]), ARGV[10]
 local now = now_ms()
+local too_long = {}
 
 -- 1. Retries whose backoff is over go back into their stream.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote)) do
@@ -205,6 +211,21 @@ local function deliver(stream, e, reclaimed)
     redis.call('HDEL', entries, entry)
     return nil
   end
+  local duration = tonumber(redis.call('HGET', jk, 'duration_ms'))
+  if not duration then
+    local ok, decoded = pcall(cjson.decode, spec or redis.call('HGET', jk, 'spec') or '')
+    if ok and type(decoded) == 'table' and type(decoded.song) == 'table' then
+      duration = math.floor((tonumber(decoded.song.duration_s) or 0) * 1000)
+      redis.call('HSET', jk, 'duration_ms', duration)
+    end
+  end
+  if duration and duration > max_duration then
+    redis.call('XCLAIM', stream, group, consumer, 0, entry, 'IDLE', handback_idle, 'JUSTID')
+    if st == 'running' then redis.call('HSET', jk, 'state', 'queued') end
+    table.insert(too_long, job)
+    table.insert(too_long, duration)
+    return nil
+  end
   local attempt = redis.call('HINCRBY', jk, 'attempts', 1)
   local max = tonumber(redis.call('HGET', jk, 'max_attempts')) or default_max
   if attempt > max then
@@ -249,9 +270,11 @@ for s = 5, #KEYS do
   end
 end
 
+local reply = { 'empty', -1 }
 local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-if next_due[2] then return { 'empty', tonumber(next_due[2]) } end
-return { 'empty', -1 }
+if next_due[2] then reply[2] = tonumber(next_due[2]) end
+for _, v in ipairs(too_long) do table.insert(reply, v) end
+return reply
 "#;
 
 /// KEYS: stream, job hash. ARGV: group, consumer, entry.
@@ -444,6 +467,28 @@ end
 return { 'ok' }
 "#;
 
+/// KEYS: job hash, events, entries, dead. ARGV: job, error, job ttl s, events maxlen, group.
+/// Fails a waiting job no live worker can run (too long for all of them). Returns `{'failed'}` or
+/// `{'skipped', state}` when it is no longer waiting.
+const FAIL_UNRUNNABLE: &str = r#"
+local jk, events, entries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local job, err, ttl, maxlen, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local st = redis.call('HGET', jk, 'state')
+if st ~= 'queued' then return { 'skipped', st or 'missing' } end
+local now = now_ms()
+local stream, entry = redis.call('HGET', jk, 'stream'), redis.call('HGET', jk, 'entry')
+if stream and entry then
+  redis.call('XACK', stream, group, entry)
+  redis.call('HDEL', entries, entry)
+end
+redis.call('XADD', dead, '*', 'job', job, 'stream', stream or '', 'entry', entry or '',
+  'error', err, 'attempts', redis.call('HGET', jk, 'attempts') or '0', 'failed_ms', now)
+redis.call('HSET', jk, 'error', err)
+finish(jk, job, now, 'failed', ttl, err)
+emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = err, dead = true }))
+return { 'failed' }
+"#;
+
 /// KEYS: stream. ARGV: group, consumer idle ms before removal.
 /// Trims acknowledged entries (never a pending or undelivered one) and removes consumers that hold
 /// nothing and have been idle long. Returns `{trimmed, removed consumers}`.
@@ -505,6 +550,7 @@ pub(crate) struct Scripts {
     pub cancel: Script,
     pub retry: Script,
     pub dead_letter_malformed: Script,
+    pub fail_unrunnable: Script,
     pub maintain: Script,
 }
 
@@ -523,6 +569,7 @@ impl Scripts {
             cancel: with_prelude(CANCEL),
             retry: with_prelude(RETRY),
             dead_letter_malformed: with_prelude(DEAD_LETTER_MALFORMED),
+            fail_unrunnable: with_prelude(FAIL_UNRUNNABLE),
             maintain: with_prelude(MAINTAIN),
         }
     }

@@ -701,3 +701,82 @@ async fn a_lease_taken_over_by_another_worker_is_reported_lost() {
     assert!(stop && control.lease_lost());
     other.complete(b"x", &meta("fast")).await.expect("complete");
 }
+
+fn worker_info(id: &str, max_duration_s: f32) -> radio_shared::queue::WorkerInfo {
+    radio_shared::queue::WorkerInfo {
+        id: id.into(),
+        host: "test".into(),
+        gpu: "cpu".into(),
+        vram_total_bytes: 0,
+        profile: "cpu".into(),
+        plan: String::new(),
+        max_duration_s,
+        concurrency: 1,
+        busy_with: None,
+        jobs_done: 0,
+        started_ms: 0,
+        version: "test".into(),
+    }
+}
+
+fn long_spec(duration_s: f32) -> JobSpec {
+    let mut s = spec(Priority::Interactive);
+    let radio_shared::job::Task::Generate(task) = &mut s.task;
+    task.song.duration_s = duration_s;
+    s
+}
+
+#[tokio::test]
+async fn a_job_too_long_for_a_worker_goes_to_one_that_accepts_it() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    queue
+        .register_worker(&worker_info("big", 240.0), Duration::from_secs(10))
+        .await
+        .expect("register");
+    let id = enqueue(&queue, long_spec(120.0)).await;
+    let small = queue
+        .consumer("small")
+        .with_max_duration(Duration::from_secs(60));
+    assert!(
+        matches!(small.claim_now().await.expect("claim"), Some(Err(_))),
+        "the small worker does not start it"
+    );
+    assert_eq!(state(&queue, &id).await, JobState::Queued);
+
+    let big = queue
+        .consumer("big")
+        .with_max_duration(Duration::from_secs(240));
+    let started = tokio::time::Instant::now();
+    let job = claim(&big, Duration::from_secs(2)).await;
+    assert!(
+        started.elapsed() < queue.settings().reclaim_after,
+        "handed back at once"
+    );
+    assert_eq!((job.spec().id.clone(), job.attempt()), (id, 1));
+    job.complete(b"x", &meta("big")).await.expect("complete");
+}
+
+#[tokio::test]
+async fn a_job_too_long_for_every_live_worker_fails_naming_the_largest_duration_on_offer() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    queue
+        .register_worker(&worker_info("medium", 90.0), Duration::from_secs(10))
+        .await
+        .expect("register");
+    let id = enqueue(&queue, long_spec(300.0)).await;
+    let small = queue
+        .consumer("small")
+        .with_max_duration(Duration::from_secs(60));
+    assert!(matches!(
+        small.claim_now().await.expect("claim"),
+        Some(Err(_))
+    ));
+    let record = queue.job_required(&id).await.expect("record");
+    assert_eq!(record.state, JobState::Failed);
+    let error = record.error.unwrap_or_default();
+    assert!(error.contains("300 s") && error.contains("90 s"), "{error}");
+    assert_eq!(queue.dead_letters().await.expect("dead").len(), 1);
+    assert_eq!(queue.status().await.expect("status").streams[0].pending, 0);
+}
