@@ -1,4 +1,5 @@
 //! The workspace's integration tests, one binary (see tests/src/lib.rs for the harness).
 
+mod deploy;
 mod queue;
 mod radioctl;
