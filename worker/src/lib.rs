@@ -1,1 +1,5 @@
-//! placeholder
+//! The GPU worker: renders songs with ACE-Step 1.5 on ONNX Runtime and encodes them for Discord.
+//!
+//! - [`audio`]: Ogg Opus, WAV and FLAC encoding.
+
+pub mod audio;
