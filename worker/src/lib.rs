@@ -2,6 +2,9 @@
 //!
 //! - [`pipeline`]: model packs, execution placement, and the text-to-music pipeline.
 //! - [`audio`]: Ogg Opus, WAV and FLAC encoding.
+//! - [`generate`] and [`pack_verify`]: the `generate` and `pack` subcommands of `radio-worker`.
 
 pub mod audio;
+pub mod generate;
+pub mod pack_verify;
 pub mod pipeline;
