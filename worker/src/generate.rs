@@ -200,6 +200,7 @@ impl GenerateSummary {
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise.
 pub(crate) struct Progress {
+    /// `None` when stderr is not a terminal.
     bar: Option<indicatif::ProgressBar>,
 }
 

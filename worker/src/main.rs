@@ -9,6 +9,7 @@ use radio_worker::{generate, pack_verify};
 #[derive(Debug, Parser)]
 #[command(name = "radio-worker", version, about)]
 struct Cli {
+    /// What to do.
     #[command(subcommand)]
     command: Command,
 }

@@ -14,8 +14,8 @@ use super::runtime::{self, Feed, LoadedSession, Output, SessionError};
 use super::schedule::{self, LATENT_CHANNELS, SAMPLES_PER_FRAME, STEPS};
 use super::vae::{channel_major_window, interleave_normalised, tile_windows};
 use super::{
-    CHANNELS, Observer, Pipeline, PipelineError, PipelineOptions, Placement, RenderRequest,
-    RenderTimings, RenderedAudio, Role, SAMPLE_RATE, Stage, StageTiming, npy,
+    CHANNELS, ExecutionTarget, Observer, Pipeline, PipelineError, PipelineOptions, Placement,
+    RenderRequest, RenderTimings, RenderedAudio, Role, SAMPLE_RATE, Stage, StageTiming, npy,
 };
 
 /// Width of the text encoder's hidden states.
@@ -145,12 +145,40 @@ impl ConditionCut {
 
 /// A graph with its binding and, while loaded, its session.
 struct Graph {
+    /// What the graph does.
     role: Role,
+    /// File and tensor names from the manifest.
     binding: RoleBinding,
+    /// Where it runs and whether its session outlives a stage.
     placement: Placement,
+    /// ONNX Runtime threads per operator, for sessions created later.
     intra_threads: Option<usize>,
+    /// Declared dtype of every graph input, to fill masks and flags in the type the graph wants.
     input_types: BTreeMap<String, DType>,
+    /// The session while loaded (always for resident graphs).
     loaded: Option<LoadedSession>,
+}
+
+/// The graph's session, created first if it is not loaded (timed as a session load).
+fn ensure_loaded<'a>(
+    loaded: &'a mut Option<LoadedSession>,
+    role: Role,
+    binding: &RoleBinding,
+    placement: &Placement,
+    intra_threads: Option<usize>,
+    timing: &mut StageTiming,
+) -> Result<&'a mut LoadedSession, PipelineError> {
+    let session = match loaded.take() {
+        Some(session) => session,
+        None => {
+            let started = Instant::now();
+            let session = runtime::create_session(role, &binding.file, placement, intra_threads)
+                .map_err(|e| e.into_pipeline_error(role))?;
+            timing.session_load += started.elapsed();
+            session
+        }
+    };
+    Ok(loaded.insert(session))
 }
 
 impl fmt::Debug for Graph {
@@ -174,24 +202,14 @@ impl Graph {
         dims: DimValues,
         timing: &mut StageTiming,
     ) -> Result<Vec<Option<Output>>, PipelineError> {
-        if self.loaded.is_none() {
-            let started = Instant::now();
-            let loaded = runtime::create_session(
-                self.role,
-                &self.binding.file,
-                &self.placement,
-                self.intra_threads,
-            )
-            .map_err(|e| e.into_pipeline_error(self.role))?;
-            timing.session_load += started.elapsed();
-            self.loaded = Some(loaded);
-        }
-        let Some(loaded) = self.loaded.as_mut() else {
-            return Err(PipelineError::Onnx {
-                role: self.role,
-                message: "session missing after loading".into(),
-            });
-        };
+        let loaded = ensure_loaded(
+            &mut self.loaded,
+            self.role,
+            &self.binding,
+            &self.placement,
+            self.intra_threads,
+            timing,
+        )?;
 
         let mut feeds: Vec<(&str, Feed<'_>)> = Vec::with_capacity(inputs.len());
         for (slot, feed) in inputs {
@@ -277,6 +295,18 @@ fn proceed(observer: &mut Observer<'_>, stage: Stage, fraction: f32) -> Result<(
     }
 }
 
+/// The outputs of the two token graphs, which both condition cuts start from.
+struct Embedded {
+    /// Text encoder output, `[T, 1024]`.
+    text_hidden: Vec<f32>,
+    /// T, caption prompt tokens.
+    caption_tokens: usize,
+    /// Token-embedding lookup of the lyric prompt, `[L, 1024]`.
+    lyric_embeddings: Vec<f32>,
+    /// L, lyric prompt tokens.
+    lyric_tokens: usize,
+}
+
 /// Everything the DiT is conditioned on, for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
@@ -297,13 +327,19 @@ pub struct Condition {
 /// The ACE-Step 1.5 turbo pipeline.
 #[derive(Debug)]
 pub struct AceStep15 {
+    /// The pack the graphs come from.
     pack: ModelPack,
+    /// How the graphs are placed, tile size, DCW.
     options: PipelineOptions,
+    /// Split or combined condition graphs.
     cut: ConditionCut,
+    /// The pack's tokenizer, set up for both prompts.
     tokenizer: PromptTokenizer,
-    /// Time-major `[silence_frames, 64]`.
+    /// The silence latent, time-major `[silence_frames, 64]`: context latents and timbre reference.
     silence: Vec<f32>,
+    /// Frames of the silence latent: the longest track the pack renders.
     silence_frames: usize,
+    /// One per role of the pack's cut.
     graphs: BTreeMap<Role, Graph>,
     /// The timbre of "no reference audio": constant for text-to-music, computed on first use.
     timbre: Option<Vec<f32>>,
@@ -482,14 +518,6 @@ impl AceStep15 {
         &self.options
     }
 
-    /// Where each graph's session runs now (`None`: not loaded, i.e. a non-resident graph between jobs).
-    pub fn loaded_targets(&self) -> BTreeMap<Role, Option<super::ExecutionTarget>> {
-        self.graphs
-            .iter()
-            .map(|(role, g)| (*role, g.loaded.as_ref().map(|l| l.target)))
-            .collect()
-    }
-
     fn graph(&mut self, role: Role) -> Result<&mut Graph, PipelineError> {
         self.graphs.get_mut(&role).ok_or(PipelineError::Onnx {
             role,
@@ -608,21 +636,18 @@ impl AceStep15 {
             )?
         };
 
+        let embedded = Embedded {
+            text_hidden,
+            caption_tokens: t,
+            lyric_embeddings,
+            lyric_tokens: l,
+        };
         let host_context = self.context_latents(frames);
         let (encoder_hidden_states, context_latents) = match self.cut {
-            ConditionCut::Split => {
-                let packed = self.pack_split(&text_hidden, t, &lyric_embeddings, l, timing)?;
-                (packed, host_context)
+            ConditionCut::Split => (self.pack_split(&embedded, timing)?, host_context),
+            ConditionCut::Combined => {
+                self.pack_combined(&embedded, frames, host_context, timing)?
             }
-            ConditionCut::Combined => self.pack_combined(
-                &text_hidden,
-                t,
-                &lyric_embeddings,
-                l,
-                frames,
-                host_context,
-                timing,
-            )?,
         };
         let sequence_length = encoder_hidden_states.len() / CONDITION_WIDTH;
         Ok(Condition {
@@ -649,12 +674,10 @@ impl AceStep15 {
     /// Steps 3–6 with split graphs: projector, lyric encoder, cached timbre, packed on the host.
     fn pack_split(
         &mut self,
-        text_hidden: &[f32],
-        t: usize,
-        lyric_embeddings: &[f32],
-        l: usize,
+        embedded: &Embedded,
         timing: &mut StageTiming,
     ) -> Result<Vec<f32>, PipelineError> {
+        let (t, l) = (embedded.caption_tokens, embedded.lyric_tokens);
         let text = {
             let graph = self.graph(Role::TextProjector)?;
             let out = graph.run(
@@ -662,7 +685,7 @@ impl AceStep15 {
                     "hidden_states",
                     Feed::F32 {
                         shape: vec![1, t, TEXT_WIDTH],
-                        data: text_hidden,
+                        data: &embedded.text_hidden,
                     },
                 )],
                 &["projected"],
@@ -687,7 +710,7 @@ impl AceStep15 {
                         "embeddings",
                         Feed::F32 {
                             shape: vec![1, l, TEXT_WIDTH],
-                            data: lyric_embeddings,
+                            data: &embedded.lyric_embeddings,
                         },
                     ),
                     (
@@ -763,17 +786,14 @@ impl AceStep15 {
     }
 
     /// Steps 3–7 with one condition graph. Its context output is used when bound, else the host's.
-    #[allow(clippy::too_many_arguments)]
     fn pack_combined(
         &mut self,
-        text_hidden: &[f32],
-        t: usize,
-        lyric_embeddings: &[f32],
-        l: usize,
+        embedded: &Embedded,
         frames: usize,
         host_context: Vec<f32>,
         timing: &mut StageTiming,
     ) -> Result<(Vec<f32>, Vec<f32>), PipelineError> {
+        let (t, l) = (embedded.caption_tokens, embedded.lyric_tokens);
         let reference = self.silence[..TIMBRE_FRAMES * LATENT_CHANNELS].to_vec();
         let source = self.silence[..frames * LATENT_CHANNELS].to_vec();
         let order = [0i64];
@@ -785,7 +805,7 @@ impl AceStep15 {
                         "text_hidden_states",
                         Feed::F32 {
                             shape: vec![1, t, TEXT_WIDTH],
-                            data: text_hidden,
+                            data: &embedded.text_hidden,
                         },
                     ),
                     (
@@ -799,7 +819,7 @@ impl AceStep15 {
                         "lyric_embeddings",
                         Feed::F32 {
                             shape: vec![1, l, TEXT_WIDTH],
-                            data: lyric_embeddings,
+                            data: &embedded.lyric_embeddings,
                         },
                     ),
                     (
@@ -1080,6 +1100,13 @@ impl Pipeline for AceStep15 {
 
     fn max_duration_s(&self) -> f32 {
         (self.silence_frames as f64 / schedule::FRAMES_PER_SECOND) as f32
+    }
+
+    fn execution_targets(&self) -> BTreeMap<Role, Option<ExecutionTarget>> {
+        self.graphs
+            .iter()
+            .map(|(role, g)| (*role, g.loaded.as_ref().map(|l| l.target)))
+            .collect()
     }
 
     fn render(

@@ -340,6 +340,10 @@ pub trait Pipeline: Send + fmt::Debug {
     /// The longest track this pipeline can render, in seconds.
     fn max_duration_s(&self) -> f32;
 
+    /// Where each graph's session runs right now: the placement's target, or the CPU where CUDA could not
+    /// be used; `None` for a non-resident graph between its stages.
+    fn execution_targets(&self) -> BTreeMap<Role, Option<ExecutionTarget>>;
+
     /// Renders one track. Synchronous and CPU/GPU bound: call it from a blocking thread.
     fn render(
         &mut self,

@@ -284,6 +284,7 @@ fn list(problems: &[PackProblem]) -> String {
         .join("\n")
 }
 
+/// `pack.toml` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
@@ -291,6 +292,7 @@ struct Manifest {
     roles: BTreeMap<String, RoleEntry>,
 }
 
+/// The `[pack]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PackSection {
@@ -302,6 +304,7 @@ struct PackSection {
     silence_latent: PathBuf,
 }
 
+/// One `[roles.<role>]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoleEntry {
@@ -317,6 +320,7 @@ struct RoleEntry {
     constants: Vec<ConstantEntry>,
 }
 
+/// One entry of a role's `constants`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConstantEntry {
@@ -325,6 +329,7 @@ struct ConstantEntry {
     shape: Vec<DimEntry>,
 }
 
+/// A dimension as written: a number or a symbol.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum DimEntry {
@@ -335,6 +340,7 @@ enum DimEntry {
 /// A dimension of a constant input: fixed, or one of the lengths known when the graph runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dim {
+    /// A fixed size.
     Fixed(usize),
     /// Caption tokens.
     T,
@@ -351,18 +357,26 @@ pub(crate) enum Dim {
 /// Lengths known while a graph runs, for [`Dim`] symbols.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct DimValues {
+    /// Caption tokens.
     pub(crate) t: Option<usize>,
+    /// Lyric tokens.
     pub(crate) l: Option<usize>,
+    /// Packed condition length.
     pub(crate) s: Option<usize>,
+    /// Latent frames as fed to the graph.
     pub(crate) f: Option<usize>,
+    /// Reference latents.
     pub(crate) n: Option<usize>,
 }
 
 /// An input the pipeline has no slot for, filled with one value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ConstantInput {
+    /// The graph input's name.
     pub(crate) name: String,
+    /// The value every element gets.
     pub(crate) value: f64,
+    /// Its shape, resolved when the graph runs.
     pub(crate) shape: Vec<Dim>,
 }
 
@@ -386,24 +400,38 @@ impl ConstantInput {
 /// A role as the manifest binds it, with paths resolved against the pack folder.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RoleBinding {
+    /// The graph file.
     pub(crate) file: PathBuf,
+    /// Weight precision.
     pub(crate) precision: Precision,
+    /// Input slot to graph input name.
     pub(crate) inputs: BTreeMap<String, String>,
+    /// Output slot to graph output name.
     pub(crate) outputs: BTreeMap<String, String>,
+    /// Graph inputs filled with one value.
     pub(crate) constants: Vec<ConstantInput>,
 }
 
 /// An opened model pack whose files all exist.
 #[derive(Debug, Clone)]
 pub struct ModelPack {
+    /// The manifest file.
     manifest_path: PathBuf,
+    /// The folder its paths are relative to.
     root: PathBuf,
+    /// `pack.name`.
     name: String,
+    /// `pack.family`: which pipeline runs this pack.
     family: String,
+    /// `pack.description`.
     description: Option<String>,
+    /// `tokenizer.json`, resolved.
     tokenizer: PathBuf,
+    /// The silence latent, resolved.
     silence_latent: PathBuf,
+    /// Every role the manifest binds.
     roles: BTreeMap<Role, RoleBinding>,
+    /// Sizes and precisions, computed once at open.
     inventory: Inventory,
 }
 
@@ -711,17 +739,24 @@ impl SlotKind {
 /// One tensor the pipeline feeds or reads, by its slot name in the manifest.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Slot {
+    /// The key in the manifest's `inputs`/`outputs` table.
     pub(crate) name: &'static str,
+    /// The dtypes it accepts.
     pub(crate) kind: SlotKind,
+    /// Its rank.
     pub(crate) rank: usize,
+    /// Whether a manifest must bind it.
     pub(crate) required: bool,
 }
 
 /// The slots of one role, as a model family defines them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RoleContract {
+    /// The role.
     pub(crate) role: Role,
+    /// What the pipeline feeds it.
     pub(crate) inputs: &'static [Slot],
+    /// What the pipeline reads from it.
     pub(crate) outputs: &'static [Slot],
 }
 

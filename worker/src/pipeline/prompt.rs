@@ -61,7 +61,9 @@ pub fn lyric_prompt(request: &RenderRequest) -> String {
 /// The pack's tokenizer, configured once for each prompt's truncation.
 #[derive(Debug, Clone)]
 pub(crate) struct PromptTokenizer {
+    /// Truncates to [`CAPTION_MAX_TOKENS`].
     caption: Tokenizer,
+    /// Truncates to [`LYRIC_MAX_TOKENS`].
     lyric: Tokenizer,
 }
 

@@ -108,8 +108,11 @@ pub fn find_onnxruntime() -> Result<PathBuf, RuntimeError> {
     })
 }
 
+/// The process-wide ONNX Runtime: the library and its one environment.
 struct Runtime {
+    /// Where the library came from.
     library: OrtLibrary,
+    /// The environment every session is created in (one per process).
     environment: Environment,
 }
 
@@ -202,7 +205,9 @@ pub(crate) enum SessionError {
     Runtime(RuntimeError),
     /// The device ran out of memory while loading the graph.
     OutOfMemory {
+        /// Where the graph was being loaded.
         target: ExecutionTarget,
+        /// ONNX Runtime's message.
         message: String,
     },
     /// The file is not a graph ONNX Runtime can load.
@@ -230,7 +235,9 @@ impl SessionError {
 
 /// A session and the execution provider it really runs on.
 pub(crate) struct LoadedSession {
+    /// The session.
     pub(crate) session: Session,
+    /// Where it runs: the placement's target, or the CPU after a CUDA fallback.
     pub(crate) target: ExecutionTarget,
 }
 
@@ -378,17 +385,34 @@ fn dtype_of(ty: TensorElementType) -> DType {
 #[derive(Debug)]
 pub(crate) enum Feed<'a> {
     /// Float data.
-    F32 { shape: Vec<usize>, data: &'a [f32] },
+    F32 {
+        /// Dimensions.
+        shape: Vec<usize>,
+        /// Values, row-major.
+        data: &'a [f32],
+    },
     /// Token ids.
-    I64 { shape: Vec<usize>, data: &'a [i64] },
+    I64 {
+        /// Dimensions.
+        shape: Vec<usize>,
+        /// Values, row-major.
+        data: &'a [i64],
+    },
     /// A tensor filled with one value, in whatever dtype the graph declares (masks, flags, dummies).
-    Fill { shape: Vec<usize>, value: f64 },
+    Fill {
+        /// Dimensions.
+        shape: Vec<usize>,
+        /// The value (1 for masks, 0 for false).
+        value: f64,
+    },
 }
 
 /// One output tensor, converted to f32.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Output {
+    /// Dimensions as the graph returned them.
     pub(crate) shape: Vec<usize>,
+    /// Values, row-major.
     pub(crate) data: Vec<f32>,
 }
 

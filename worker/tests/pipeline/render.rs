@@ -153,7 +153,7 @@ fn cuda_placement_falls_back_to_the_cpu_with_the_same_audio() {
     let mut on_cuda = load(&tiny_pack(), PipelineOptions::all_on(cuda));
     assert!(
         on_cuda
-            .loaded_targets()
+            .execution_targets()
             .values()
             .all(|t| *t == Some(ExecutionTarget::Cpu))
     );
@@ -178,7 +178,7 @@ fn non_resident_graphs_load_per_stage_and_are_dropped_after_it() {
         );
     }
     let mut pipeline = load(&tiny_pack(), options);
-    let targets = pipeline.loaded_targets();
+    let targets = pipeline.execution_targets();
     assert_eq!(targets[&Role::VaeDecoder], None, "not kept after checking");
     assert_eq!(targets[&Role::Dit], Some(ExecutionTarget::Cpu));
 
@@ -190,7 +190,7 @@ fn non_resident_graphs_load_per_stage_and_are_dropped_after_it() {
         rendered.timings.diffusion.session_load,
         std::time::Duration::ZERO
     );
-    assert_eq!(pipeline.loaded_targets()[&Role::VaeDecoder], None);
+    assert_eq!(pipeline.execution_targets()[&Role::VaeDecoder], None);
 
     let mut resident = load(&tiny_pack(), PipelineOptions::default());
     let same = resident
