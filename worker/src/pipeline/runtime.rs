@@ -245,8 +245,12 @@ fn builder(
     intra_threads: Option<usize>,
 ) -> Result<ort::session::builder::SessionBuilder, SessionError> {
     let rt = runtime().map_err(SessionError::Runtime)?;
-    let mut builder =
-        Session::builder(&rt.environment).map_err(|e| SessionError::Load(e.to_string()))?;
+    // Idle intra-op threads would spin between runs; on a worker that shares its cores with the LLM
+    // and the host-side steps they only take CPU from them.
+    let mut builder = Session::builder(&rt.environment)
+        .map_err(|e| SessionError::Load(e.to_string()))?
+        .with_intra_op_spinning(false)
+        .map_err(|e| SessionError::Load(e.to_string()))?;
     if let Some(threads) = intra_threads {
         builder = builder
             .with_intra_threads(threads)
