@@ -379,9 +379,10 @@ impl AceStep15 {
                     Some(contract.role.as_str()),
                     None,
                     None,
-                    "role is missing from the manifest; add a [roles.".to_string()
-                        + contract.role.as_str()
-                        + "] table",
+                    format!(
+                        "role is missing from the manifest; add a [roles.{}] table",
+                        contract.role
+                    ),
                 ));
             }
         }
