@@ -163,6 +163,13 @@ fn prepare_cuda(library: &Path) -> Result<(), String> {
             if !dir.join("libcudart.so.13").is_file() {
                 return Ok(());
             }
+            // cuBLAS and cuFFT need nvJitLink, which is not in ort's list: load it first, so those
+            // resolve it by name even if their own search path would not find it.
+            let jit_link = dir.join("libnvJitLink.so.13");
+            if jit_link.is_file() {
+                ort::util::preload_dylib(&jit_link)
+                    .map_err(|e| format!("preloading {}: {e}", jit_link.display()))?;
+            }
             ort::ep::cuda::preload_dylibs(Some(dir), Some(dir))
                 .map_err(|e| format!("preloading the CUDA libraries from {}: {e}", dir.display()))
         })
