@@ -7,10 +7,10 @@ use std::io::Cursor;
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
 use radio_shared::job::AudioFormat;
 
-/// The only sample rate this module encodes.
-pub const SAMPLE_RATE: u32 = 48_000;
-/// The only channel count this module encodes.
-pub const CHANNELS: usize = 2;
+use crate::pipeline::SAMPLE_RATE;
+
+/// Interleaved channels: the pipeline's stereo.
+const CHANNELS: usize = crate::pipeline::CHANNELS as usize;
 /// Samples per channel in one 20 ms Opus frame at 48 kHz.
 pub const OPUS_FRAME_SAMPLES: usize = 960;
 /// Opus bitrate: transparent for music at 48 kHz stereo, and what Discord's boosted voice channels carry.
@@ -147,7 +147,7 @@ fn encode_ogg_opus(samples: &[f32]) -> Result<Vec<u8>, AudioError> {
 
 fn encode_wav(samples: &[f32]) -> Result<Vec<u8>, AudioError> {
     let spec = hound::WavSpec {
-        channels: CHANNELS as u16,
+        channels: crate::pipeline::CHANNELS,
         sample_rate: SAMPLE_RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
