@@ -256,6 +256,18 @@ impl Graph {
             .collect())
     }
 
+    /// Runs a graph for one output, checked against `expected` (slot name and shape).
+    fn run_one(
+        &mut self,
+        inputs: Vec<(&'static str, Feed<'_>)>,
+        (slot, shape): (&'static str, &[usize]),
+        dims: DimValues,
+        timing: &mut StageTiming,
+    ) -> Result<Vec<f32>, PipelineError> {
+        let out = self.run(inputs, &[slot], dims, timing)?;
+        take(self.role, slot, out.into_iter().next().flatten(), shape)
+    }
+
     /// Drops the session unless the placement keeps it between jobs.
     fn release_if_transient(&mut self) {
         if !self.placement.resident {
@@ -579,63 +591,21 @@ impl AceStep15 {
         let lyric_ids = self.tokenizer.lyric_ids(request)?;
         let (t, l) = (caption_ids.len(), lyric_ids.len());
 
-        let text_hidden = {
-            let graph = self.graph(Role::TextEncoder)?;
-            let out = graph.run(
-                vec![
-                    (
-                        "input_ids",
-                        Feed::I64 {
-                            shape: vec![1, t],
-                            data: &caption_ids,
-                        },
-                    ),
-                    (
-                        "attention_mask",
-                        Feed::Fill {
-                            shape: vec![1, t],
-                            value: 1.0,
-                        },
-                    ),
-                ],
-                &["hidden_states"],
-                DimValues {
-                    t: Some(t),
-                    ..DimValues::default()
-                },
-                timing,
-            )?;
-            take(
-                Role::TextEncoder,
-                "hidden_states",
-                out.into_iter().next().flatten(),
-                &[1, t, TEXT_WIDTH],
-            )?
-        };
-        let lyric_embeddings = {
-            let graph = self.graph(Role::TokenEmbeddings)?;
-            let out = graph.run(
-                vec![(
-                    "input_ids",
-                    Feed::I64 {
-                        shape: vec![1, l],
-                        data: &lyric_ids,
-                    },
-                )],
-                &["hidden_states"],
-                DimValues {
-                    l: Some(l),
-                    ..DimValues::default()
-                },
-                timing,
-            )?;
-            take(
-                Role::TokenEmbeddings,
-                "hidden_states",
-                out.into_iter().next().flatten(),
-                &[1, l, TEXT_WIDTH],
-            )?
-        };
+        let text_hidden = self.graph(Role::TextEncoder)?.run_one(
+            vec![
+                ("input_ids", Feed::i64([1, t], &caption_ids)),
+                ("attention_mask", Feed::fill([1, t], 1.0)),
+            ],
+            ("hidden_states", &[1, t, TEXT_WIDTH]),
+            DimValues::default().t(t),
+            timing,
+        )?;
+        let lyric_embeddings = self.graph(Role::TokenEmbeddings)?.run_one(
+            vec![("input_ids", Feed::i64([1, l], &lyric_ids))],
+            ("hidden_states", &[1, l, TEXT_WIDTH]),
+            DimValues::default().l(l),
+            timing,
+        )?;
 
         let embedded = Embedded {
             text_hidden,
@@ -679,63 +649,27 @@ impl AceStep15 {
         timing: &mut StageTiming,
     ) -> Result<Vec<f32>, PipelineError> {
         let (t, l) = (embedded.caption_tokens, embedded.lyric_tokens);
-        let text = {
-            let graph = self.graph(Role::TextProjector)?;
-            let out = graph.run(
-                vec![(
-                    "hidden_states",
-                    Feed::F32 {
-                        shape: vec![1, t, TEXT_WIDTH],
-                        data: &embedded.text_hidden,
-                    },
-                )],
-                &["projected"],
-                DimValues {
-                    t: Some(t),
-                    ..DimValues::default()
-                },
-                timing,
-            )?;
-            take(
-                Role::TextProjector,
-                "projected",
-                out.into_iter().next().flatten(),
-                &[1, t, CONDITION_WIDTH],
-            )?
-        };
-        let lyric = {
-            let graph = self.graph(Role::LyricEncoder)?;
-            let out = graph.run(
-                vec![
-                    (
-                        "embeddings",
-                        Feed::F32 {
-                            shape: vec![1, l, TEXT_WIDTH],
-                            data: &embedded.lyric_embeddings,
-                        },
-                    ),
-                    (
-                        "attention_mask",
-                        Feed::Fill {
-                            shape: vec![1, l],
-                            value: 1.0,
-                        },
-                    ),
-                ],
-                &["hidden_states"],
-                DimValues {
-                    l: Some(l),
-                    ..DimValues::default()
-                },
-                timing,
-            )?;
-            take(
-                Role::LyricEncoder,
+        let text = self.graph(Role::TextProjector)?.run_one(
+            vec![(
                 "hidden_states",
-                out.into_iter().next().flatten(),
-                &[1, l, CONDITION_WIDTH],
-            )?
-        };
+                Feed::f32([1, t, TEXT_WIDTH], &embedded.text_hidden),
+            )],
+            ("projected", &[1, t, CONDITION_WIDTH]),
+            DimValues::default().t(t),
+            timing,
+        )?;
+        let lyric = self.graph(Role::LyricEncoder)?.run_one(
+            vec![
+                (
+                    "embeddings",
+                    Feed::f32([1, l, TEXT_WIDTH], &embedded.lyric_embeddings),
+                ),
+                ("attention_mask", Feed::fill([1, l], 1.0)),
+            ],
+            ("hidden_states", &[1, l, CONDITION_WIDTH]),
+            DimValues::default().l(l),
+            timing,
+        )?;
         let timbre = self.timbre(timing)?;
         let mut packed = Vec::with_capacity(lyric.len() + timbre.len() + text.len());
         packed.extend_from_slice(&lyric);
@@ -750,37 +684,17 @@ impl AceStep15 {
             return Ok(timbre.clone());
         }
         let reference = self.silence[..TIMBRE_FRAMES * LATENT_CHANNELS].to_vec();
-        let order = [0i64];
-        let graph = self.graph(Role::TimbreEncoder)?;
-        let out = graph.run(
+        let timbre = self.graph(Role::TimbreEncoder)?.run_one(
             vec![
                 (
                     "reference_latents",
-                    Feed::F32 {
-                        shape: vec![1, TIMBRE_FRAMES, LATENT_CHANNELS],
-                        data: &reference,
-                    },
+                    Feed::f32([1, TIMBRE_FRAMES, LATENT_CHANNELS], &reference),
                 ),
-                (
-                    "order_mask",
-                    Feed::I64 {
-                        shape: vec![1],
-                        data: &order,
-                    },
-                ),
+                ("order_mask", Feed::i64([1], &[0])),
             ],
-            &["hidden_states"],
-            DimValues {
-                n: Some(1),
-                ..DimValues::default()
-            },
+            ("hidden_states", &[1, 1, CONDITION_WIDTH]),
+            DimValues::default().n(1),
             timing,
-        )?;
-        let timbre = take(
-            Role::TimbreEncoder,
-            "hidden_states",
-            out.into_iter().next().flatten(),
-            &[1, 1, CONDITION_WIDTH],
         )?;
         self.timbre = Some(timbre.clone());
         Ok(timbre)
@@ -795,85 +709,37 @@ impl AceStep15 {
         timing: &mut StageTiming,
     ) -> Result<(Vec<f32>, Vec<f32>), PipelineError> {
         let (t, l) = (embedded.caption_tokens, embedded.lyric_tokens);
+        let s = l + 1 + t;
         let reference = self.silence[..TIMBRE_FRAMES * LATENT_CHANNELS].to_vec();
         let source = self.silence[..frames * LATENT_CHANNELS].to_vec();
-        let order = [0i64];
-        let graph = self.graph(Role::ConditionEncoder)?;
-        let mut out = graph
+        let mut out = self
+            .graph(Role::ConditionEncoder)?
             .run(
                 vec![
                     (
                         "text_hidden_states",
-                        Feed::F32 {
-                            shape: vec![1, t, TEXT_WIDTH],
-                            data: &embedded.text_hidden,
-                        },
+                        Feed::f32([1, t, TEXT_WIDTH], &embedded.text_hidden),
                     ),
-                    (
-                        "text_attention_mask",
-                        Feed::Fill {
-                            shape: vec![1, t],
-                            value: 1.0,
-                        },
-                    ),
+                    ("text_attention_mask", Feed::fill([1, t], 1.0)),
                     (
                         "lyric_embeddings",
-                        Feed::F32 {
-                            shape: vec![1, l, TEXT_WIDTH],
-                            data: &embedded.lyric_embeddings,
-                        },
+                        Feed::f32([1, l, TEXT_WIDTH], &embedded.lyric_embeddings),
                     ),
-                    (
-                        "lyric_attention_mask",
-                        Feed::Fill {
-                            shape: vec![1, l],
-                            value: 1.0,
-                        },
-                    ),
+                    ("lyric_attention_mask", Feed::fill([1, l], 1.0)),
                     (
                         "reference_latents",
-                        Feed::F32 {
-                            shape: vec![1, TIMBRE_FRAMES, LATENT_CHANNELS],
-                            data: &reference,
-                        },
+                        Feed::f32([1, TIMBRE_FRAMES, LATENT_CHANNELS], &reference),
                     ),
-                    (
-                        "order_mask",
-                        Feed::I64 {
-                            shape: vec![1],
-                            data: &order,
-                        },
-                    ),
+                    ("order_mask", Feed::i64([1], &[0])),
                     (
                         "source_latents",
-                        Feed::F32 {
-                            shape: vec![1, frames, LATENT_CHANNELS],
-                            data: &source,
-                        },
+                        Feed::f32([1, frames, LATENT_CHANNELS], &source),
                     ),
-                    (
-                        "chunk_masks",
-                        Feed::Fill {
-                            shape: vec![1, frames, LATENT_CHANNELS],
-                            value: 1.0,
-                        },
-                    ),
-                    (
-                        "is_covers",
-                        Feed::Fill {
-                            shape: vec![1],
-                            value: 0.0,
-                        },
-                    ),
+                    ("chunk_masks", Feed::fill([1, frames, LATENT_CHANNELS], 1.0)),
+                    ("is_covers", Feed::fill([1], 0.0)),
                 ],
                 &["encoder_hidden_states", "context_latents"],
-                DimValues {
-                    t: Some(t),
-                    l: Some(l),
-                    f: Some(frames),
-                    n: Some(1),
-                    s: Some(l + 1 + t),
-                },
+                DimValues::default().t(t).l(l).f(frames).n(1).s(s),
                 timing,
             )?
             .into_iter();
@@ -881,7 +747,7 @@ impl AceStep15 {
             Role::ConditionEncoder,
             "encoder_hidden_states",
             out.next().flatten(),
-            &[1, l + 1 + t, CONDITION_WIDTH],
+            &[1, s, CONDITION_WIDTH],
         )?;
         let context = match out.next().flatten() {
             Some(output) => take(
@@ -947,71 +813,28 @@ impl AceStep15 {
             )?;
             x_in[..x.len()].copy_from_slice(&x);
             let timestep = [sigmas[i] as f32];
-            let out = dit.run(
+            let mut velocity = dit.run_one(
                 vec![
                     (
                         "hidden_states",
-                        Feed::F32 {
-                            shape: vec![1, padded, LATENT_CHANNELS],
-                            data: &x_in,
-                        },
+                        Feed::f32([1, padded, LATENT_CHANNELS], &x_in),
                     ),
-                    (
-                        "timestep",
-                        Feed::F32 {
-                            shape: vec![1],
-                            data: &timestep,
-                        },
-                    ),
-                    (
-                        "timestep_r",
-                        Feed::F32 {
-                            shape: vec![1],
-                            data: &timestep,
-                        },
-                    ),
+                    ("timestep", Feed::f32([1], &timestep)),
+                    ("timestep_r", Feed::f32([1], &timestep)),
                     (
                         "encoder_hidden_states",
-                        Feed::F32 {
-                            shape: vec![1, s, CONDITION_WIDTH],
-                            data: &condition.encoder_hidden_states,
-                        },
+                        Feed::f32([1, s, CONDITION_WIDTH], &condition.encoder_hidden_states),
                     ),
                     (
                         "context_latents",
-                        Feed::F32 {
-                            shape: vec![1, padded, CONTEXT_CHANNELS],
-                            data: &context,
-                        },
+                        Feed::f32([1, padded, CONTEXT_CHANNELS], &context),
                     ),
-                    (
-                        "attention_mask",
-                        Feed::Fill {
-                            shape: vec![1, padded],
-                            value: 1.0,
-                        },
-                    ),
-                    (
-                        "encoder_attention_mask",
-                        Feed::Fill {
-                            shape: vec![1, s],
-                            value: 1.0,
-                        },
-                    ),
+                    ("attention_mask", Feed::fill([1, padded], 1.0)),
+                    ("encoder_attention_mask", Feed::fill([1, s], 1.0)),
                 ],
-                &["velocity"],
-                DimValues {
-                    f: Some(padded),
-                    s: Some(s),
-                    ..DimValues::default()
-                },
+                ("velocity", &[1, padded, LATENT_CHANNELS]),
+                DimValues::default().f(padded).s(s),
                 timing,
-            )?;
-            let mut velocity = take(
-                Role::Dit,
-                "velocity",
-                out.into_iter().next().flatten(),
-                &[1, padded, LATENT_CHANNELS],
             )?;
             velocity.truncate(frames * LATENT_CHANNELS);
 
@@ -1064,27 +887,12 @@ impl AceStep15 {
             )?;
             let width = tile.window.len();
             let window = channel_major_window(latents, LATENT_CHANNELS, tile.window.clone());
-            let out = vae.run(
-                vec![(
-                    "latents",
-                    Feed::F32 {
-                        shape: vec![1, LATENT_CHANNELS, width],
-                        data: &window,
-                    },
-                )],
-                &["waveform"],
-                DimValues {
-                    f: Some(width),
-                    ..DimValues::default()
-                },
-                timing,
-            )?;
             let samples = width * SAMPLES_PER_FRAME;
-            let wave = take(
-                Role::VaeDecoder,
-                "waveform",
-                out.into_iter().next().flatten(),
-                &[1, 2, samples],
+            let wave = vae.run_one(
+                vec![("latents", Feed::f32([1, LATENT_CHANNELS, width], &window))],
+                ("waveform", &[1, 2, samples]),
+                DimValues::default().f(width),
+                timing,
             )?;
             let keep = tile.keep();
             left.extend_from_slice(&wave[keep.clone()]);

@@ -369,6 +369,33 @@ pub(crate) struct DimValues {
     pub(crate) n: Option<usize>,
 }
 
+impl DimValues {
+    /// With T set.
+    pub(crate) fn t(self, t: usize) -> Self {
+        Self { t: Some(t), ..self }
+    }
+
+    /// With L set.
+    pub(crate) fn l(self, l: usize) -> Self {
+        Self { l: Some(l), ..self }
+    }
+
+    /// With S set.
+    pub(crate) fn s(self, s: usize) -> Self {
+        Self { s: Some(s), ..self }
+    }
+
+    /// With F set.
+    pub(crate) fn f(self, f: usize) -> Self {
+        Self { f: Some(f), ..self }
+    }
+
+    /// With N set.
+    pub(crate) fn n(self, n: usize) -> Self {
+        Self { n: Some(n), ..self }
+    }
+}
+
 /// An input the pipeline has no slot for, filled with one value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ConstantInput {

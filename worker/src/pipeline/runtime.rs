@@ -418,6 +418,32 @@ pub(crate) enum Feed<'a> {
     },
 }
 
+impl<'a> Feed<'a> {
+    /// Float data of `shape`.
+    pub(crate) fn f32(shape: impl Into<Vec<usize>>, data: &'a [f32]) -> Self {
+        Feed::F32 {
+            shape: shape.into(),
+            data,
+        }
+    }
+
+    /// Integer data of `shape`.
+    pub(crate) fn i64(shape: impl Into<Vec<usize>>, data: &'a [i64]) -> Self {
+        Feed::I64 {
+            shape: shape.into(),
+            data,
+        }
+    }
+
+    /// `shape` filled with `value` in the graph's dtype.
+    pub(crate) fn fill(shape: impl Into<Vec<usize>>, value: f64) -> Self {
+        Feed::Fill {
+            shape: shape.into(),
+            value,
+        }
+    }
+}
+
 /// One output tensor, converted to f32.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Output {
