@@ -1,9 +1,19 @@
 //! The GPU worker: claims generation jobs from Redis, writes each song's description with an LLM,
 //! renders it with ACE-Step 1.5 turbo on ONNX Runtime and stores the encoded audio.
+//!
+//! - [`pipeline`]: model packs, execution placement, and the text-to-music pipeline.
+//! - [`audio`]: Ogg Opus, WAV and FLAC encoding.
+//! - [`plan`]: the memory plan; [`vram`]: GPU memory measured with NVML.
+//! - [`run`]: the claim loop; [`metrics`] and [`http`]: `/metrics` and `/healthz`.
+//! - [`generate`] and [`pack_verify`]: the `generate` and `pack` subcommands of `radio-worker`.
 
+pub mod audio;
+pub mod generate;
 pub mod gguf;
 pub mod http;
 pub mod metrics;
+pub mod pack_verify;
+pub mod pipeline;
 pub mod plan;
 pub mod run;
 pub mod vram;
