@@ -1,1 +1,3 @@
-//! placeholder
+//! The GPU worker: claims generation jobs, writes a song description and renders it with ACE-Step.
+
+pub mod songwriter;
