@@ -3,6 +3,7 @@
 //!
 //! - [`pipeline`]: model packs, execution placement, and the text-to-music pipeline.
 //! - [`audio`]: Ogg Opus, WAV and FLAC encoding.
+//! - [`songwriter`]: the LLM song writer and its template fallback.
 //! - [`plan`]: the memory plan; [`vram`]: GPU memory measured with NVML.
 //! - [`run`]: the claim loop; [`metrics`] and [`http`]: `/metrics` and `/healthz`.
 //! - [`generate`] and [`pack_verify`]: the `generate` and `pack` subcommands of `radio-worker`.
@@ -16,6 +17,7 @@ pub mod pack_verify;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
+pub mod songwriter;
 pub mod vram;
 
 /// Milliseconds since the Unix epoch by this host's clock.
