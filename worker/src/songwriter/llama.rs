@@ -38,7 +38,8 @@ const BATCH_TOKENS: u32 = 512;
 
 /// The process's llama.cpp backend, started on first use. llama.cpp's backend may be started only once per
 /// process (a second `LlamaBackend::init` fails), so every user in the worker goes through this. It also
-/// routes llama.cpp's log lines into `tracing` (target `llama_cpp_2`) instead of stderr.
+/// routes llama.cpp's log lines into `tracing` instead of stderr (target `llama-cpp-2`; the model-load
+/// report is at info level, `RUST_LOG=info,llama-cpp-2=warn` quiets it).
 pub fn llama_backend() -> Result<&'static LlamaBackend, LoadError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND

@@ -289,13 +289,15 @@ pub enum WriterNote {
 impl fmt::Display for WriterNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            WriterNote::Repaired { fields, stop } if fields.is_empty() => {
+                write!(f, "LLM output used as written; generation {stop}")
+            }
             WriterNote::Repaired { fields, stop } => {
                 let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
                 write!(
                     f,
-                    "LLM output repaired ({}); generation {}",
-                    names.join(", "),
-                    stop
+                    "LLM output repaired ({}); generation {stop}",
+                    names.join(", ")
                 )
             }
             WriterNote::LlmFailed { reason } => {
@@ -591,7 +593,11 @@ fn finalize(mut d: SongDescription, brief: &SongBrief) -> SongDescription {
         d.caption = repair::strip_control(caption, false);
     }
     if let Some(lyrics) = brief.fixed_lyrics() {
-        d.lyrics = repair::strip_control(lyrics, true);
+        d.lyrics = if lyrics.eq_ignore_ascii_case(INSTRUMENTAL) {
+            INSTRUMENTAL.to_string()
+        } else {
+            repair::strip_control(lyrics, true)
+        };
     } else if brief.instrumental() {
         d.lyrics = INSTRUMENTAL.to_string();
     }
