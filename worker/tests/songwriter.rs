@@ -386,7 +386,8 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 #[test]
 fn a_missing_model_is_a_clear_error_or_a_logged_fallback() {
-    let missing = scratch_dir("missing").join("nope.gguf");
+    let dir = scratch_dir("missing");
+    let missing = dir.join("nope.gguf");
     let cfg = SongWriterConfig {
         model_path: Some(missing.clone()),
         ..SongWriterConfig::default()
@@ -430,6 +431,7 @@ fn a_missing_model_is_a_clear_error_or_a_logged_fallback() {
     )
     .expect_err("required");
     assert!(err.to_string().contains("LLM_MODEL_PATH"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -336,12 +336,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Writes song descriptions with a GGUF model. `Send`, not `Sync`: one song at a time, on a blocking thread.
 #[derive(Debug)]
 pub struct LlamaSongWriter {
+    /// The file and what it holds; the path is where reloads read from.
     info: ModelInfo,
+    /// Layers offloaded to the GPU when the model is loaded for songs.
     gpu_layers: u32,
+    /// Keep the model between songs (else it is released after each one).
     keep_resident: bool,
+    /// Most tokens of context per song: `LLM_CONTEXT_SIZE` clamped to the model's training context.
     context_size: u32,
+    /// Most tokens per answer (`LLM_MAX_TOKENS`).
     max_tokens: u32,
+    /// Wall-time limit per answer, prompt included (`LLM_TIMEOUT_SECS`).
     timeout: Duration,
+    /// The loaded model; `None` while released.
     model: Option<LlamaModel>,
 }
 

@@ -42,7 +42,7 @@ pub use llama::{
     GenerateError, Generation, LlamaSongWriter, LoadError, ModelInfo, PromptFormat, StopReason,
     inspect_gguf, llama_backend,
 };
-pub use lyrics::{INSTRUMENTAL, LyricsPlan, SECTION_TAGS};
+pub use lyrics::{INSTRUMENTAL, LyricsPlan, MAX_LINE_CHARS, SECTION_TAGS};
 pub use repair::{Repaired, SongField, Unusable, repair_llm_output};
 pub use template::TemplateSongWriter;
 
@@ -363,8 +363,11 @@ pub trait SongWriter: Send {
 /// The song writer the claim loop calls: the LLM when one is configured and loads, else templates.
 #[derive(Debug)]
 pub struct SongWriters {
+    /// The LLM writer; `None` when no model is configured or it failed to load at start.
     llm: Option<LlamaSongWriter>,
+    /// Fills in for the LLM, and supplies what it leaves out.
     template: TemplateSongWriter,
+    /// Why there is no LLM writer, for status output.
     llm_unavailable: Option<String>,
 }
 
