@@ -588,7 +588,14 @@ impl LlamaSongWriter {
             if generated >= budget {
                 break StopReason::TokenLimit;
             }
-            let token = sample(&ctx, batch.n_tokens() - 1, &mut chain, &mut grammar)?;
+            let token = match sample(&ctx, batch.n_tokens() - 1, &mut chain, &mut grammar) {
+                Ok(token) => token,
+                // A model without an end-of-generation token has nothing the finished grammar allows.
+                Err(_) if serde_json::from_slice::<serde_json::Value>(&raw).is_ok() => {
+                    break StopReason::Finished;
+                }
+                Err(e) => return Err(e),
+            };
             if vocab.is_eog(token) {
                 break StopReason::Finished;
             }
