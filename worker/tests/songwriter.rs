@@ -220,6 +220,13 @@ fn caption_and_lyrics_from_the_requester_skip_the_llm() {
     // The title comes from the first line, but "Neon rain …" is not "Neon Rain": only equal titles clash.
     assert_eq!(d.title, "Neon rain on my window");
     assert_valid(d, &b);
+
+    // Requester-written instrumentals are spelled the way ACE-Step expects.
+    b.request.lyrics = Some("[instrumental]".into());
+    let song = w.write(&b, &never).expect("written");
+    assert_eq!(song.writer, Writer::User);
+    assert_eq!(song.description.lyrics, INSTRUMENTAL);
+    assert!(!b.is_recent_title(&song.description.title));
 }
 
 #[test]
@@ -259,6 +266,12 @@ fn a_one_token_limit_falls_back_to_the_template_writer() {
         panic!("expected a fallback note, got {:?}", song.note);
     };
     assert!(reason.contains("token limit"), "{reason}");
+    let shown = song
+        .note
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(shown.starts_with("template writer used because"), "{shown}");
     let template = TemplateSongWriter.write(&b, &never).expect("written");
     assert_eq!(song.description, template.description);
     assert_valid(&song.description, &b);
@@ -283,6 +296,15 @@ fn a_small_token_limit_keeps_the_complete_fields_and_repairs_the_rest() {
     };
     assert_eq!(*stop, StopReason::TokenLimit);
     assert!(fields.contains(&SongField::Lyrics), "{fields:?}");
+    let shown = song
+        .note
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        shown.contains("lyrics") && shown.contains("token limit"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -364,7 +386,8 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 #[test]
 fn a_missing_model_is_a_clear_error_or_a_logged_fallback() {
-    let missing = scratch_dir("missing").join("nope.gguf");
+    let dir = scratch_dir("missing");
+    let missing = dir.join("nope.gguf");
     let cfg = SongWriterConfig {
         model_path: Some(missing.clone()),
         ..SongWriterConfig::default()
@@ -408,6 +431,7 @@ fn a_missing_model_is_a_clear_error_or_a_logged_fallback() {
     )
     .expect_err("required");
     assert!(err.to_string().contains("LLM_MODEL_PATH"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

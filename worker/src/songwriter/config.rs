@@ -116,24 +116,24 @@ impl SongWriterConfig {
             }
         };
 
-        let number =
-            |name: &str, default: u32, range: std::ops::RangeInclusive<u32>, what: &str| match get(
-                name,
-            ) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or_else(|| {
-                        invalid(
-                            name,
-                            v.clone(),
-                            &format!("{what} from {} to {}", range.start(), range.end()),
-                        )
-                    }),
-            };
+        let number = |name: &str,
+                      default: u32,
+                      range: std::ops::RangeInclusive<u32>,
+                      what: &str| match get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        name,
+                        v.clone(),
+                        &format!("{what} from {} to {}", range.start(), range.end()),
+                    )
+                }),
+        };
         let context_size = number(
             "LLM_CONTEXT_SIZE",
             DEFAULT_CONTEXT_SIZE,

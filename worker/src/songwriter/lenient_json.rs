@@ -38,11 +38,17 @@ pub(crate) fn parse_object(text: &str) -> Option<Lenient> {
     })
 }
 
+/// The reader's state over the text.
 struct Reader {
+    /// The text from its first `{`, as characters (so positions never split one).
     chars: Vec<char>,
+    /// The next character to read.
     pos: usize,
+    /// The text ended inside a value.
     truncated: bool,
+    /// The string the text ended in.
     cut: Option<String>,
+    /// Open arrays and objects, bounded by `MAX_DEPTH`.
     depth: usize,
 }
 

@@ -38,7 +38,8 @@ const BATCH_TOKENS: u32 = 512;
 
 /// The process's llama.cpp backend, started on first use. llama.cpp's backend may be started only once per
 /// process (a second `LlamaBackend::init` fails), so every user in the worker goes through this. It also
-/// routes llama.cpp's log lines into `tracing` (target `llama_cpp_2`) instead of stderr.
+/// routes llama.cpp's log lines into `tracing` instead of stderr (target `llama-cpp-2`; the model-load
+/// report is at info level, `RUST_LOG=info,llama-cpp-2=warn` quiets it).
 pub fn llama_backend() -> Result<&'static LlamaBackend, LoadError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
@@ -335,12 +336,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Writes song descriptions with a GGUF model. `Send`, not `Sync`: one song at a time, on a blocking thread.
 #[derive(Debug)]
 pub struct LlamaSongWriter {
+    /// The file and what it holds; the path is where reloads read from.
     info: ModelInfo,
+    /// Layers offloaded to the GPU when the model is loaded for songs.
     gpu_layers: u32,
+    /// Keep the model between songs (else it is released after each one).
     keep_resident: bool,
+    /// Most tokens of context per song: `LLM_CONTEXT_SIZE` clamped to the model's training context.
     context_size: u32,
+    /// Most tokens per answer (`LLM_MAX_TOKENS`).
     max_tokens: u32,
+    /// Wall-time limit per answer, prompt included (`LLM_TIMEOUT_SECS`).
     timeout: Duration,
+    /// The loaded model; `None` while released.
     model: Option<LlamaModel>,
 }
 
@@ -580,7 +588,14 @@ impl LlamaSongWriter {
             if generated >= budget {
                 break StopReason::TokenLimit;
             }
-            let token = sample(&ctx, batch.n_tokens() - 1, &mut chain, &mut grammar)?;
+            let token = match sample(&ctx, batch.n_tokens() - 1, &mut chain, &mut grammar) {
+                Ok(token) => token,
+                // A model without an end-of-generation token has nothing the finished grammar allows.
+                Err(_) if serde_json::from_slice::<serde_json::Value>(&raw).is_ok() => {
+                    break StopReason::Finished;
+                }
+                Err(e) => return Err(e),
+            };
             if vocab.is_eog(token) {
                 break StopReason::Finished;
             }

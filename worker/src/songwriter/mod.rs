@@ -42,7 +42,7 @@ pub use llama::{
     GenerateError, Generation, LlamaSongWriter, LoadError, ModelInfo, PromptFormat, StopReason,
     inspect_gguf, llama_backend,
 };
-pub use lyrics::{INSTRUMENTAL, LyricsPlan, SECTION_TAGS};
+pub use lyrics::{INSTRUMENTAL, LyricsPlan, MAX_LINE_CHARS, SECTION_TAGS};
 pub use repair::{Repaired, SongField, Unusable, repair_llm_output};
 pub use template::TemplateSongWriter;
 
@@ -289,13 +289,15 @@ pub enum WriterNote {
 impl fmt::Display for WriterNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            WriterNote::Repaired { fields, stop } if fields.is_empty() => {
+                write!(f, "LLM output used as written; generation {stop}")
+            }
             WriterNote::Repaired { fields, stop } => {
                 let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
                 write!(
                     f,
-                    "LLM output repaired ({}); generation {}",
-                    names.join(", "),
-                    stop
+                    "LLM output repaired ({}); generation {stop}",
+                    names.join(", ")
                 )
             }
             WriterNote::LlmFailed { reason } => {
@@ -361,8 +363,11 @@ pub trait SongWriter: Send {
 /// The song writer the claim loop calls: the LLM when one is configured and loads, else templates.
 #[derive(Debug)]
 pub struct SongWriters {
+    /// The LLM writer; `None` when no model is configured or it failed to load at start.
     llm: Option<LlamaSongWriter>,
+    /// Fills in for the LLM, and supplies what it leaves out.
     template: TemplateSongWriter,
+    /// Why there is no LLM writer, for status output.
     llm_unavailable: Option<String>,
 }
 
@@ -591,7 +596,11 @@ fn finalize(mut d: SongDescription, brief: &SongBrief) -> SongDescription {
         d.caption = repair::strip_control(caption, false);
     }
     if let Some(lyrics) = brief.fixed_lyrics() {
-        d.lyrics = repair::strip_control(lyrics, true);
+        d.lyrics = if lyrics.eq_ignore_ascii_case(INSTRUMENTAL) {
+            INSTRUMENTAL.to_string()
+        } else {
+            repair::strip_control(lyrics, true)
+        };
     } else if brief.instrumental() {
         d.lyrics = INSTRUMENTAL.to_string();
     }
