@@ -11,7 +11,7 @@ pub struct SongArgs {
     /// What the music sounds like, e.g. "dreamy lofi hip hop, soft piano, vinyl crackle".
     #[arg(long)]
     pub caption: Option<String>,
-    /// Lyrics with section tags ([verse], [chorus]); "[Instrumental]" for none.
+    /// Lyrics with section tags (`[verse]`, `[chorus]`); `[Instrumental]` for none.
     #[arg(long, conflicts_with = "lyrics_file")]
     pub lyrics: Option<String>,
     /// Read the lyrics from a file.

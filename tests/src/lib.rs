@@ -6,12 +6,14 @@
 //! with a message that says how to get it; `scripts/test` installs it.
 
 pub mod redis_server;
+pub mod worker_process;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use redis_server::{TestRedis, fast_settings};
+pub use worker_process::{WorkerProcess, tiny_gguf, tiny_pack};
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -64,4 +66,23 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `GET path` over HTTP/1.0 from `addr` (`host:port`): the status code and the body.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
+    Ok((status, body.to_string()))
 }

@@ -9,6 +9,7 @@
 //! - [`generate`] and [`pack_verify`]: the `generate` and `pack` subcommands of `radio-worker`.
 
 pub mod audio;
+pub mod config;
 pub mod generate;
 pub mod gguf;
 pub mod http;
@@ -16,8 +17,11 @@ pub mod metrics;
 pub mod pack_verify;
 pub mod pipeline;
 pub mod plan;
+pub mod plan_command;
 pub mod run;
+pub mod service;
 pub mod songwriter;
+pub mod studio;
 pub mod vram;
 
 /// Milliseconds since the Unix epoch by this host's clock.

@@ -174,6 +174,81 @@ impl<R: Ord> Plan<R> {
     pub fn estimated_peak_bytes(&self) -> u64 {
         self.writing_peak_bytes.max(self.rendering_peak_bytes)
     }
+
+    /// `cuda/resident,cpu/per-job,…` style summary of one graph kind's placement, for labels.
+    pub fn placement_of(&self, role: &R) -> &'static str {
+        match self.graphs.get(role) {
+            Some(GraphPlacement {
+                device: Device::Cuda,
+                resident: true,
+            }) => "cuda",
+            Some(GraphPlacement {
+                device: Device::Cuda,
+                resident: false,
+            }) => "cuda-per-job",
+            Some(GraphPlacement {
+                device: Device::Cpu,
+                ..
+            }) => "cpu",
+            None => "none",
+        }
+    }
+}
+
+impl<R: Ord + fmt::Display> Plan<R> {
+    /// The plan as the readable table the worker logs at start and `radio-worker plan` prints.
+    pub fn describe(&self, device: &str, llm_layers: Option<u32>) -> String {
+        let mib = |b: u64| b / MIB;
+        let mut out = format!("memory plan for profile {} on {device}\n", self.profile);
+        if self.card_bytes > 0 {
+            out += &format!(
+                "  card {} MiB, {} MiB left to the desktop and driver, budget {} MiB\n",
+                mib(self.card_bytes),
+                mib(self.reserve_bytes),
+                mib(self.budget_bytes)
+            );
+        }
+        out += "  graph              runs on  kept loaded\n";
+        for (role, p) in &self.graphs {
+            let device = match p.device {
+                Device::Cuda => "cuda",
+                Device::Cpu => "cpu",
+            };
+            let kept = if p.resident { "yes" } else { "per job" };
+            out += &format!("  {:<18} {device:<8} {kept}\n", role.to_string());
+        }
+        if let Some(layers) = llm_layers {
+            let device = if self.llm_gpu_layers > 0 {
+                "cuda"
+            } else {
+                "cpu"
+            };
+            let kept = if self.llm_resident { "yes" } else { "per job" };
+            let split = if self.llm_gpu_layers > 0 && self.llm_gpu_layers < layers {
+                format!(" ({} of {layers} layers on the GPU)", self.llm_gpu_layers)
+            } else {
+                String::new()
+            };
+            out += &format!("  {:<18} {device:<8} {kept}{split}\n", "llm");
+        }
+        out += &format!(
+            "  vae tile           {} latent frames\n",
+            self.vae_tile_frames
+        );
+        out += &format!("  longest track      {:.0} s\n", self.max_duration_s);
+        out += &format!("  concurrent jobs    {}\n", self.concurrency);
+        if self.card_bytes > 0 {
+            out += &format!(
+                "  estimated peak     writing {} MiB, rendering {} MiB\n",
+                mib(self.writing_peak_bytes),
+                mib(self.rendering_peak_bytes)
+            );
+        }
+        for note in &self.notes {
+            out += &format!("  - {note}\n");
+        }
+        out
+    }
 }
 
 /// CUDA context, cuBLAS/cuDNN workspaces and allocator slack per process.
@@ -492,11 +567,12 @@ fn gpu_plan<R: Ord + Copy>(profile: MemoryProfile, card: u64, inventory: &Invent
             notes,
         };
         // What matters most: the LLM (nearly) all on the GPU, since every CPU layer slows every token;
-        // then 4-minute songs; then fewer reloads per job; then more layers, longer songs, larger tiles.
+        // then every track length the model can make (so a larger card never accepts shorter tracks
+        // than a smaller one); then fewer reloads per job; then more layers, longer tracks, larger tiles.
         let llm_mostly_on_gpu = llm.is_none_or(|l| llm_gpu_layers * 5 >= l.layers * 4);
         let score = (
             llm_mostly_on_gpu,
-            max_duration_s >= 240.0,
+            max_duration_s >= DURATIONS[0],
             -(index as i64),
             llm_gpu_layers,
             max_duration_s as u64,

@@ -3,3 +3,4 @@
 mod deploy;
 mod queue;
 mod radioctl;
+mod worker;
