@@ -210,3 +210,54 @@ fn read_value<R: Read + Seek>(r: &mut R, kind: u32) -> std::io::Result<Value> {
         _ => Ok(read_number(r, kind)?.map_or(Value::Other, Value::Number)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-songwriter.gguf")
+    }
+
+    #[test]
+    fn the_tiny_model_header_gives_its_shape() {
+        let facts = read_facts(&fixture()).expect("tiny GGUF");
+        assert_eq!(facts.architecture, "llama");
+        assert_eq!(facts.layers, 2);
+        assert!(facts.kv_width > 0 && facts.kv_width <= 64, "{facts:?}");
+        assert_eq!(
+            facts.file_bytes,
+            std::fs::metadata(fixture()).expect("size").len()
+        );
+        // K and V, f16, per layer and token.
+        assert_eq!(
+            facts.kv_cache_bytes(100),
+            2 * 2 * 100 * u64::from(facts.kv_width) * 2
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_gguf_are_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("gguf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cases: [(&str, &[u8], &str); 3] = [
+            ("empty.gguf", b"", "too short"),
+            ("text.gguf", b"hello world, not a model", "magic"),
+            ("future.gguf", b"GGUF\x09\x00\x00\x00", "version 9"),
+        ];
+        for (name, bytes, expected) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).expect("write");
+            let err = read_facts(&path).expect_err(name).to_string();
+            assert!(
+                err.contains(expected) && err.contains(name),
+                "{name}: {err}"
+            );
+        }
+        let missing = read_facts(&dir.join("missing.gguf"))
+            .expect_err("missing")
+            .to_string();
+        assert!(missing.contains("cannot read"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -223,16 +223,6 @@ pub struct ModelInfo {
     pub has_chat_template: bool,
 }
 
-/// Reads a GGUF's header and vocabulary (not its weights) to describe it; checks the file the same way
-/// loading does. For the memory plan, which needs the size and layer count before deciding placement.
-pub fn inspect_gguf(path: &Path) -> Result<ModelInfo, LoadError> {
-    let file_size = check_file(path)?;
-    let backend = llama_backend()?;
-    let params = LlamaModelParams::default().with_vocab_only(true);
-    let model = load_model(backend, path, &params)?;
-    Ok(model_info(&model, path, file_size))
-}
-
 /// Checks that `path` is a readable file starting with `GGUF`; returns its size.
 fn check_file(path: &Path) -> Result<u64, LoadError> {
     let meta = std::fs::metadata(path).map_err(|source| match source.kind() {

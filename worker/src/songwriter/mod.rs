@@ -40,7 +40,7 @@ pub use config::{
 };
 pub use llama::{
     GenerateError, Generation, LlamaSongWriter, LoadError, ModelInfo, PromptFormat, StopReason,
-    inspect_gguf, llama_backend,
+    llama_backend,
 };
 pub use lyrics::{INSTRUMENTAL, LyricsPlan, MAX_LINE_CHARS, SECTION_TAGS};
 pub use repair::{Repaired, SongField, Unusable, repair_llm_output};
