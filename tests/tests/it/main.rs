@@ -3,4 +3,5 @@
 mod deploy;
 mod queue;
 mod radioctl;
+mod up;
 mod worker;
