@@ -267,5 +267,5 @@ fn the_shipped_public_manifests_parse_and_only_miss_their_graphs() {
             other => panic!("{}: {other:?}", manifest.display()),
         }
     }
-    assert_eq!(seen, 2, "q4 and fp16 manifests");
+    assert_eq!(seen, 2, "q4 and fp32 manifests");
 }
