@@ -5,6 +5,7 @@
 //! tests run in parallel without seeing each other. If `redis-server` is not installed the test fails
 //! with a message that says how to get it; `scripts/test` installs it.
 
+pub mod fake_discord;
 pub mod redis_server;
 
 use std::net::TcpListener;
