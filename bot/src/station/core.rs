@@ -173,7 +173,10 @@ impl StationCore {
     }
 
     /// The voice channel is joined and the player attached: every ready track goes to the player.
+    /// Calling it again (a move to another channel) changes only the channel: the player keeps its
+    /// queue.
     pub fn attached(&mut self, voice_channel: u64, now: Instant) -> Vec<Action> {
+        let newly = !self.attached;
         self.attached = true;
         let channel = Some(voice_channel.to_string());
         if self.state.voice_channel != channel {
@@ -181,7 +184,7 @@ impl StationCore {
             self.state_dirty = true;
         }
         let mut actions = Vec::new();
-        if self.state.status.is_on() {
+        if newly && self.state.status.is_on() {
             actions.extend(self.state.ready.iter().map(|track| Action::Play {
                 track: track.clone(),
                 index: None,
@@ -654,6 +657,26 @@ mod tests {
             })
             .collect();
         assert_eq!(plays, vec![playing.job, waiting.job]);
+    }
+
+    #[test]
+    fn moving_to_another_channel_does_not_queue_tracks_twice() {
+        let state = StationState {
+            status: PlaybackStatus::Playing,
+            ready: vec![track(TrackSource::Radio)],
+            ..StationState::default()
+        };
+        let mut core = StationCore::new("1", StationSettings::with_duration(30.0), state, 1);
+        let now = Instant::now();
+        let plays = |actions: &[Action]| {
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Play { .. }))
+                .count()
+        };
+        assert_eq!(plays(&core.attached(5, now)), 1);
+        assert_eq!(plays(&core.attached(6, now)), 0);
+        assert_eq!(core.state().voice_channel.as_deref(), Some("6"));
     }
 
     #[test]

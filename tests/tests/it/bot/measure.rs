@@ -108,7 +108,11 @@ async fn bot_memory_and_track_ready_latency_with_ten_stations() {
         BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("MEASURE ").map(str::to_string))
+            // The test harness prints "test … " on the same line before the test's own output.
+            .find_map(|line| {
+                line.split_once("MEASURE ")
+                    .map(|(_, report)| report.to_string())
+            })
     })
     .await
     .expect("reader")
