@@ -8,6 +8,7 @@ use radio_shared::job::{JobState, Priority, Stage};
 use radio_shared::station::{PlaybackStatus, StationStore};
 use radio_tests::fake_discord::{FakeDiscord, Member, World, http_get, ids};
 use radio_tests::{TestRedis, eventually};
+use serde_json::json;
 
 use super::{FakeWorker, RunningBot, WorkerPlan, string_option};
 
@@ -16,18 +17,11 @@ async fn play_is_deferred_then_follows_its_job_until_the_track_plays() {
     let redis = TestRedis::start();
     let queue = redis.queue().await;
     let fake = FakeDiscord::start(World::default_guild()).await;
-    // Progress over about two seconds, so at least one "generating n%" edit goes out between the
-    // coalesced ones.
-    let worker = FakeWorker::start(
+    // A worker is online (registered) but takes jobs only once the test has seen the queued state.
+    let presence = FakeWorker::start(
         &queue,
         WorkerPlan {
-            steps: vec![
-                (Stage::Llm, 0.1),
-                (Stage::Diffusion, 0.3),
-                (Stage::Diffusion, 0.6),
-                (Stage::VaeDecode, 0.9),
-            ],
-            step_delay: Duration::from_millis(500),
+            consume: false,
             ..WorkerPlan::default()
         },
     );
@@ -102,6 +96,27 @@ async fn play_is_deferred_then_follows_its_job_until_the_track_plays() {
     assert_eq!(spec.priority, Priority::Interactive);
     assert_eq!(spec.generate_task().station.genre, "synthwave");
 
+    // The response shows the queue position first.
+    fake.wait(Duration::from_secs(5), "the queued edit", || {
+        fake.edits(&sent).first().map(|(_, j)| j["content"].clone())
+    })
+    .await;
+    // Then a worker takes the job, with progress over about two seconds, so at least one
+    // "generating n%" edit goes out between the coalesced ones.
+    let worker = FakeWorker::start(
+        &queue,
+        WorkerPlan {
+            steps: vec![
+                (Stage::Llm, 0.1),
+                (Stage::Diffusion, 0.3),
+                (Stage::Diffusion, 0.6),
+                (Stage::VaeDecode, 0.9),
+            ],
+            step_delay: Duration::from_millis(500),
+            ..WorkerPlan::default()
+        },
+    );
+
     // The response follows the job and ends on the now-playing card.
     let edits = fake
         .wait(Duration::from_secs(20), "the now-playing edit", || {
@@ -158,6 +173,52 @@ async fn play_is_deferred_then_follows_its_job_until_the_track_plays() {
     })
     .await;
 
+    // What listeners can look up meanwhile.
+    let sent = fake.command(
+        ids::GUILD,
+        &Member::listener(ids::LISTENER),
+        "queue",
+        json!([]),
+    );
+    let (_, body) = fake.callback(&sent, Duration::from_secs(3)).await;
+    let text = body["data"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("**Now playing:** Track"), "{text}");
+    assert!(text.contains("Buffer: 2 of 2"), "{text}");
+    let sent = fake.command(
+        ids::GUILD,
+        &Member::listener(ids::LISTENER),
+        "nowplaying",
+        json!([]),
+    );
+    let (_, body) = fake.callback(&sent, Duration::from_secs(3)).await;
+    assert!(
+        body["data"]["embeds"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Track")),
+        "{body}"
+    );
+    let sent = fake.command(
+        ids::GUILD,
+        &Member::listener(ids::LISTENER),
+        "stats",
+        json!([]),
+    );
+    let (_, body) = fake.callback(&sent, Duration::from_secs(3)).await;
+    let stats = body["data"]["embeds"][0].to_string();
+    for shown in [
+        "Played: **",
+        "radio",
+        "p95",
+        "Real-time factor",
+        "Workers online",
+        "Bot uptime",
+    ] {
+        assert!(stats.contains(shown), "{shown} missing from {stats}");
+    }
+
     let (status, metrics) = http_get(bot.metrics, "/metrics").await;
     assert_eq!(status, 200);
     for line in [
@@ -169,11 +230,13 @@ async fn play_is_deferred_then_follows_its_job_until_the_track_plays() {
     }
     assert!(metrics.contains("radio_bot_track_ready_seconds_count"));
     assert!(metrics.contains("radio_bot_tracks_played_total{source=\"radio\"}"));
+    promtool_accepts(&metrics);
     let (status, _) = http_get(bot.metrics, "/healthz").await;
     assert_eq!(status, 200);
 
     bot.stop().await;
     worker.stop().await;
+    presence.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -233,4 +296,31 @@ async fn generate_plays_the_request_next_and_upload_posts_the_playing_track() {
 
     bot.stop().await;
     worker.stop().await;
+}
+
+/// `promtool check metrics` (Debian package `prometheus`) accepts the exposition.
+fn promtool_accepts(metrics: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run promtool ({e}); install it with apt-get install prometheus")
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write metrics");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

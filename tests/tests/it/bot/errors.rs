@@ -153,8 +153,30 @@ async fn changing_the_station_needs_manage_server_or_the_dj_role() {
     let redis = TestRedis::start();
     let queue = redis.queue().await;
     let fake = FakeDiscord::start(World::default_guild()).await;
-    let bot = RunningBot::start(&redis, &queue, &fake, RecordingPlayer::new(), |_, _| {}).await;
+    let bot = RunningBot::start(
+        &redis,
+        &queue,
+        &fake,
+        RecordingPlayer::new(),
+        |config, _| {
+            config.guild_id = Some(ids::GUILD);
+        },
+    )
+    .await;
     fake.wait_identified(1, Duration::from_secs(10)).await;
+    // With DISCORD_GUILD_ID, /radio is registered in that guild only.
+    fake.wait(WAIT, "guild command registration", || {
+        fake.requests().into_iter().find(|r| {
+            r.method == "PUT"
+                && r.path
+                    == format!(
+                        "/api/v10/applications/{}/guilds/{}/commands",
+                        ids::APPLICATION,
+                        ids::GUILD
+                    )
+        })
+    })
+    .await;
     let store = StationStore::new(queue.clone());
     let genre = |name: &str| json!([string_option("name", name)]);
 

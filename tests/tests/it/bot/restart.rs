@@ -21,8 +21,8 @@ async fn a_restarted_bot_resumes_the_station_where_it_was() {
     let store = StationStore::new(queue.clone());
     let guild = ids::GUILD.to_string();
 
-    // First life: start the station and let two tracks play (5 s tracks at 10× speed).
-    let first_player = RecordingPlayer::with_speed(10.0);
+    // First life: start the station and let two tracks play (5 s tracks at 5× speed).
+    let first_player = RecordingPlayer::with_speed(5.0);
     let bot = RunningBot::start(&redis, &queue, &fake, first_player.clone(), |_, _| {}).await;
     fake.wait_identified(1, Duration::from_secs(10)).await;
     let sent = fake.command(ids::GUILD, &Member::dj(ids::LISTENER), "play", json!([]));
@@ -43,7 +43,7 @@ async fn a_restarted_bot_resumes_the_station_where_it_was() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Second life: nobody runs a command; the station comes back by itself.
-    let second_player = RecordingPlayer::with_speed(10.0);
+    let second_player = RecordingPlayer::with_speed(5.0);
     let bot = RunningBot::start(&redis, &queue, &fake, second_player.clone(), |_, _| {}).await;
     fake.wait_identified(2, Duration::from_secs(10)).await;
     let rejoin = fake
