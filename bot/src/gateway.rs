@@ -16,16 +16,31 @@ use crate::station::Msg;
 /// How long the shard may take to close cleanly at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Runs the shard until `shutdown`, then closes it.
-pub(crate) async fn run(mut shard: Shard, state: Arc<State>, shutdown: CancellationToken) {
+/// Why the gateway loop ended without being asked to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Discord closed the gateway connection for good: check DISCORD_TOKEN (Bot → Reset Token) and \
+     that the bot may use the Guilds and Guild Voice States intents"
+)]
+pub struct GatewayClosed;
+
+/// Runs the shard until `shutdown`, then closes it. Ends early with [`GatewayClosed`] when Discord
+/// refuses the session for good (invalid token, disallowed intents).
+pub(crate) async fn run(
+    mut shard: Shard,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayClosed> {
     loop {
         let item = tokio::select! {
             item = shard.next_event(EventTypeFlags::all()) => item,
             () = shutdown.cancelled() => break,
         };
         let Some(item) = item else {
-            error!("the gateway connection ended for good (check DISCORD_TOKEN and the intents)");
-            break;
+            error!("the gateway connection ended for good");
+            state.gateway_ready.send_replace(false);
+            // The shard is finished; it must not be polled again.
+            return Err(GatewayClosed);
         };
         let event = match item {
             Ok(event) => event,
@@ -46,6 +61,7 @@ pub(crate) async fn run(mut shard: Shard, state: Arc<State>, shutdown: Cancellat
         }
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
+    Ok(())
 }
 
 async fn handle(state: &Arc<State>, event: Event) {

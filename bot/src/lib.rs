@@ -133,12 +133,12 @@ pub async fn run_with(
     let follower = tokio::spawn(events::follow(state.clone(), shutdown.clone()));
     info!(buffer_size = state.config.buffer_size, "radio-bot started");
 
-    gateway::run(shard, state.clone(), shutdown.clone()).await;
+    let gateway = gateway::run(shard, state.clone(), shutdown.clone()).await;
     shutdown.cancel();
 
     state.stations.shutdown(Duration::from_secs(5)).await;
     let _ = follower.await;
     let _ = metrics_server.await;
     info!("radio-bot stopped");
-    Ok(())
+    gateway.map_err(Into::into)
 }

@@ -283,6 +283,8 @@ struct Shared {
     identified: AtomicU64,
     changed: Notify,
     next_id: AtomicU64,
+    /// Close code sent in answer to IDENTIFY instead of READY (e.g. 4004, authentication failed).
+    reject_identify: Mutex<Option<u16>>,
 }
 
 impl Shared {
@@ -336,6 +338,11 @@ impl FakeDiscord {
             shared,
             tasks,
         }
+    }
+
+    /// Answers the next IDENTIFY with a close frame carrying `code` (4004: authentication failed).
+    pub fn reject_identify(&self, code: u16) {
+        *Shared::lock(&self.shared.reject_identify) = Some(code);
     }
 
     /// The value for `DISCORD_GATEWAY_URL`.
@@ -663,6 +670,16 @@ async fn gateway_session(stream: TcpStream, shared: Arc<Shared>, addr: SocketAdd
                         let _ = tx.send(json!({"op": 11}).to_string());
                     }
                     Some(2) => {
+                        let reject = Shared::lock(&shared.reject_identify).take();
+                        if let Some(code) = reject {
+                            use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+                            let frame = CloseFrame {
+                                code: code.into(),
+                                reason: "Authentication failed.".into(),
+                            };
+                            let _ = sink.send(Message::Close(Some(frame))).await;
+                            break;
+                        }
                         *Shared::lock(&shared.session) = Some(tx.clone());
                         let world = Shared::lock(&shared.world).clone();
                         let Some(world) = world else { continue };

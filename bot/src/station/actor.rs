@@ -262,6 +262,8 @@ impl Actor {
             }
             Command::View => Ok(Answer::View(Box::new(self.view()))),
         };
+        // What a command changed is saved before the user hears it worked.
+        self.save().await;
         let _ = reply.send(answer);
     }
 

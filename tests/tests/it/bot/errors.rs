@@ -280,3 +280,17 @@ async fn changing_the_station_needs_manage_server_or_the_dj_role() {
 
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_token_stops_the_bot_with_a_message_that_says_what_to_check() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let fake = FakeDiscord::start(World::default_guild()).await;
+    fake.reject_identify(4004);
+    let bot = RunningBot::start(&redis, &queue, &fake, RecordingPlayer::new(), |_, _| {}).await;
+    let error = bot
+        .ended(Duration::from_secs(15))
+        .await
+        .expect_err("the bot cannot run without a valid token");
+    assert!(error.to_string().contains("DISCORD_TOKEN"), "{error}");
+}

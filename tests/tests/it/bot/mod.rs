@@ -76,6 +76,14 @@ impl RunningBot {
         }
     }
 
+    /// Waits for the bot to end by itself (without a shutdown) and returns how it ended.
+    pub async fn ended(self, timeout: Duration) -> anyhow::Result<()> {
+        tokio::time::timeout(timeout, self.task)
+            .await
+            .unwrap_or_else(|_| panic!("the bot kept running for {timeout:?}"))
+            .unwrap_or_else(|e| panic!("the bot task panicked: {e}"))
+    }
+
     /// Stops the bot and waits until it has saved its stations.
     pub async fn stop(self) {
         self.shutdown.cancel();
