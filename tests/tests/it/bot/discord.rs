@@ -173,6 +173,27 @@ async fn play_is_deferred_then_follows_its_job_until_the_track_plays() {
     })
     .await;
 
+    // Later radio tracks are announced in the channel where the station was started.
+    let announcement = fake
+        .wait(
+            Duration::from_secs(15),
+            "a now-playing announcement",
+            || {
+                fake.requests().into_iter().find(|r| {
+                    r.method == "POST"
+                        && r.path == format!("/api/v10/channels/{}/messages", ids::TEXT)
+                })
+            },
+        )
+        .await;
+    let announced = announcement.json().expect("message JSON");
+    assert!(
+        announced["embeds"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Track")),
+        "{announced}"
+    );
+
     // What listeners can look up meanwhile.
     let sent = fake.command(
         ids::GUILD,
