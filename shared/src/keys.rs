@@ -20,6 +20,11 @@
 //! | `{p}:guild:<id>:active` | set | the guild's jobs that have not finished (the per-guild cap) |
 //! | `{p}:dedup:<key>` | string (TTL) | the job id an idempotency key already produced |
 //! | `{p}:stats` | hash | deployment-wide counters shown by `/radio stats` |
+//! | `{p}:stations` | set | guild ids whose station the bot resumes after a restart |
+//! | `{p}:bot:events_cursor` | string | id of the last event the bot handled (where it resumes following) |
+//! | `{p}:guild:<id>:stats` | hash | one station's counters shown by `/radio stats` |
+//! | `{p}:guild:<id>:generation_times`, `{p}:stats:generation_times` | list | recent generation times (s), newest first, capped |
+//! | `{p}:stats:counted:<what>:<job>` | string (TTL) | marks a job as counted, so a replayed event is not counted twice |
 
 use std::fmt;
 
@@ -185,6 +190,37 @@ impl Keys {
     /// Deployment-wide counters.
     pub fn stats(&self) -> String {
         self.key("stats")
+    }
+
+    /// The set of guild ids whose station should be resumed when the bot starts.
+    pub fn stations(&self) -> String {
+        self.key("stations")
+    }
+
+    /// The bot's position in the events stream (the id of the last event it handled).
+    pub fn bot_events_cursor(&self) -> String {
+        self.key("bot:events_cursor")
+    }
+
+    /// One guild's station counters (`/radio stats`).
+    pub fn guild_stats(&self, guild_id: &str) -> String {
+        format!("{}{guild_id}:stats", self.guild_prefix())
+    }
+
+    /// One guild's recent generation times in seconds, newest first (a capped list).
+    pub fn guild_generation_times(&self, guild_id: &str) -> String {
+        format!("{}{guild_id}:generation_times", self.guild_prefix())
+    }
+
+    /// The deployment's recent generation times in seconds, newest first (a capped list).
+    pub fn generation_times(&self) -> String {
+        self.key("stats:generation_times")
+    }
+
+    /// Marks that `what` (e.g. `generated`, `played`) was already counted for a job, so a replayed
+    /// event is not counted twice.
+    pub fn stats_counted(&self, what: &str, id: &JobId) -> String {
+        self.key(&format!("stats:counted:{what}:{id}"))
     }
 }
 

@@ -10,4 +10,5 @@ pub mod job;
 pub mod keys;
 pub mod metrics;
 pub mod queue;
+pub mod station;
 pub mod telemetry;

@@ -72,24 +72,55 @@ pub mod worker {
     pub const BUSY: &str = "radio_worker_busy";
     /// Resident memory of the worker process, bytes.
     pub const PROCESS_RESIDENT_BYTES: &str = "radio_worker_resident_memory_bytes";
+
+    /// Every name above.
+    pub const ALL: &[&str] = &[
+        STAGE_SECONDS,
+        QUEUE_WAIT_SECONDS,
+        END_TO_END_SECONDS,
+        REALTIME_FACTOR,
+        JOBS_TOTAL,
+        RETRIES_TOTAL,
+        DEAD_LETTERED_TOTAL,
+        OOM_RETRIES_TOTAL,
+        SONGS_WRITTEN_TOTAL,
+        GPU_MEMORY_PEAK_BYTES,
+        GPU_MEMORY_LAST_PEAK_BYTES,
+        GPU_MEMORY_STAGE_PEAK_BYTES,
+        GPU_MEMORY_USED_BYTES,
+        GPU_MEMORY_TOTAL_BYTES,
+        GPU_UTILIZATION_RATIO,
+        PLAN_INFO,
+        MAX_DURATION_SECONDS,
+        BUSY,
+        PROCESS_RESIDENT_BYTES,
+    ];
 }
 
 /// Queue metrics, exported by every worker (identical values; aggregate with `max`).
 pub mod queue {
-    /// Jobs waiting in a stream and not yet delivered (label `priority`).
+    /// Jobs waiting in a stream and not yet delivered: the consumer group's lag (label `priority`).
     pub const DEPTH: &str = "radio_queue_depth";
     /// Delivered but unacknowledged entries (label `priority`).
     pub const PENDING: &str = "radio_queue_pending";
     /// Age of the oldest pending entry, seconds (label `priority`).
     pub const OLDEST_PENDING_AGE_SECONDS: &str = "radio_queue_oldest_pending_age_seconds";
-    /// Entries added to a stream but not yet read by the group (label `priority`).
-    pub const CONSUMER_LAG: &str = "radio_queue_consumer_lag";
     /// Retries waiting for their backoff.
     pub const DELAYED: &str = "radio_queue_delayed";
     /// Entries in the dead stream.
     pub const DEAD: &str = "radio_queue_dead";
     /// Workers with a fresh heartbeat.
     pub const LIVE_WORKERS: &str = "radio_queue_live_workers";
+
+    /// Every name above.
+    pub const ALL: &[&str] = &[
+        DEPTH,
+        PENDING,
+        OLDEST_PENDING_AGE_SECONDS,
+        DELAYED,
+        DEAD,
+        LIVE_WORKERS,
+    ];
 }
 
 /// Bot metrics.
@@ -108,4 +139,24 @@ pub mod bot {
     pub const TRACK_READY_SECONDS: &str = "radio_bot_track_ready_seconds";
     /// Stations running now.
     pub const ACTIVE_STATIONS: &str = "radio_bot_active_stations";
+
+    /// Every name above.
+    pub const ALL: &[&str] = &[
+        COMMANDS_TOTAL,
+        VOICE_SESSIONS,
+        BUFFER_UNDERRUNS_TOTAL,
+        TRACKS_PLAYED_TOTAL,
+        EVENT_LAG_SECONDS,
+        TRACK_READY_SECONDS,
+        ACTIVE_STATIONS,
+    ];
+}
+
+/// Every metric name the project exports.
+pub fn all() -> impl Iterator<Item = &'static str> {
+    worker::ALL
+        .iter()
+        .chain(queue::ALL)
+        .chain(bot::ALL)
+        .copied()
 }

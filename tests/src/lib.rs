@@ -6,6 +6,7 @@
 //! with a message that says how to get it; `scripts/test` installs it.
 
 pub mod audio;
+pub mod fake_discord;
 pub mod redis_server;
 pub mod worker_process;
 
@@ -69,10 +70,11 @@ where
     }
 }
 
-/// `GET path` over HTTP/1.0 from `addr` (`host:port`): the status code and the body.
-pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+/// `GET path` over HTTP/1.0 from `addr` (`host:port` or a socket address): the status code and the body.
+pub async fn http_get(addr: impl std::fmt::Display, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let addr = addr.to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await?;

@@ -1,5 +1,7 @@
 //! The workspace's integration tests, one binary (see tests/src/lib.rs for the harness).
 
+mod bot;
+mod dashboards;
 mod deploy;
 mod queue;
 mod radioctl;
