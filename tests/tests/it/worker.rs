@@ -327,3 +327,126 @@ async fn metrics_pass_promtool_and_show_stage_timings_and_peak_memory_after_a_jo
         "{metrics}"
     );
 }
+
+/// Resident memory of a process, bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The figures in the README's performance section: worker RSS idle and during a tiny-pack job, and the
+/// time from SIGKILL of a worker to its job running on another, with the default heartbeat (5 s) and
+/// reclaim time (15 s). Slow (about two minutes), so it runs only with RADIO_WORKER_MEASURE=1:
+///   RADIO_WORKER_MEASURE=1 cargo test --workspace --test it worker::measure -- --nocapture
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_worker_memory_and_takeover_after_a_crash() {
+    if std::env::var("RADIO_WORKER_MEASURE").is_err() {
+        eprintln!(
+            "skipped: set RADIO_WORKER_MEASURE=1 to measure worker memory and crash takeover (about 2 min)"
+        );
+        return;
+    }
+    let redis = TestRedis::start();
+    let queue = redis
+        .queue_with(radio_shared::queue::QueueSettings::default())
+        .await;
+    let mut a = WorkerProcess::start(&redis, &queue, &[]);
+    a.ready(READY).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(rss_bytes(a.pid()) as f64);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = enqueue(&queue, LONG, 1).await;
+    let mut busy = Vec::new();
+    while queue
+        .job(&id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|r| !r.state.is_terminal())
+    {
+        busy.push(rss_bytes(a.pid()) as f64);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mib = |b: f64| b / 1_048_576.0;
+    eprintln!(
+        "worker RSS idle: median {:.1} MiB; during a {LONG} s tiny-pack job: median {:.1} MiB, peak {:.1} MiB ({} samples)",
+        mib(median(idle)),
+        mib(median(busy.clone())),
+        mib(busy.iter().copied().fold(0.0, f64::max)),
+        busy.len()
+    );
+
+    let mut takeovers = Vec::new();
+    for trial in 0..5 {
+        let mut b = WorkerProcess::start(&redis, &queue, &[]);
+        b.ready(READY).await;
+        let id = enqueue(&queue, LONG, 100 + trial).await;
+        let (victim, survivor) = {
+            let on_a = running_on_any(&queue, &id, &[&a, &b]).await;
+            if on_a == 0 {
+                (&mut a, &b)
+            } else {
+                (&mut b, &a)
+            }
+        };
+        victim.crash();
+        let killed_ms = radio_tests::now_ms();
+        let prefix = format!("{}-", survivor.id);
+        let taken = eventually(
+            Duration::from_secs(60),
+            "the job running on the survivor",
+            || {
+                let (queue, id, prefix) = (queue.clone(), id.clone(), prefix.clone());
+                async move {
+                    let r = queue.job(&id).await.ok()??;
+                    r.history
+                        .iter()
+                        .find(|h| h.state == "running" && h.note.starts_with(&prefix))
+                        .map(|h| h.t)
+                }
+            },
+        )
+        .await;
+        takeovers.push(taken.saturating_sub(killed_ms) as f64 / 1000.0);
+        wait_state(&queue, &id, JobState::Succeeded, Duration::from_secs(60)).await;
+        // Keep one live worker named `a` for the next trial.
+        if survivor.id != a.id {
+            a = b;
+        }
+    }
+    eprintln!(
+        "SIGKILL to the job running on another worker (heartbeat 5 s, reclaim after 15 s): median {:.1} s over {} kills: {takeovers:?}",
+        median(takeovers.clone()),
+        takeovers.len()
+    );
+}
+
+/// Which of `workers` runs job `id` (index), once it is running.
+async fn running_on_any(queue: &Queue, id: &JobId, workers: &[&WorkerProcess]) -> usize {
+    let prefixes: Vec<String> = workers.iter().map(|w| format!("{}-", w.id)).collect();
+    eventually(Duration::from_secs(60), "the job running", || {
+        let (queue, id, prefixes) = (queue.clone(), id.clone(), prefixes.clone());
+        async move {
+            let r = queue.job(&id).await.ok()??;
+            let worker = r.worker.filter(|_| r.state == JobState::Running)?;
+            prefixes.iter().position(|p| worker.starts_with(p))
+        }
+    })
+    .await
+}

@@ -2,6 +2,27 @@
 //!
 //! Exit codes: 0 ok, 1 the operation failed, 2 bad usage. Every command takes `--json`.
 
+/// `print!` for output another program may stop reading (`radioctl jobs | head`): a closed pipe ends
+/// radioctl quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `println!` with the same handling of a closed pipe as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
 mod bench;
 mod table;
 
@@ -201,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn print_bench(results: &[bench::BenchResult], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(results)?);
+        outln!("{}", serde_json::to_string(results)?);
         return Ok(());
     }
     let mut table = Table::new(&["CONSUMERS", "JOBS", "ENQUEUE/S", "JOBS/S"]);
@@ -213,22 +234,22 @@ fn print_bench(results: &[bench::BenchResult], json: bool) -> anyhow::Result<()>
             format!("{:.0}", r.jobs_per_s),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(())
 }
 
 fn print_out(json: bool, value: &serde_json::Value, text: &str) {
     if json {
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
 async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
     let status = queue.status().await?;
     if json {
-        println!("{}", serde_json::to_string(&status)?);
+        outln!("{}", serde_json::to_string(&status)?);
         return Ok(());
     }
     let mut streams = Table::new(&["STREAM", "WAITING", "PENDING", "OLDEST PENDING", "LENGTH"]);
@@ -241,10 +262,11 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
             s.length.to_string(),
         ]);
     }
-    print!("{}", streams.render());
-    println!(
+    out!("{}", streams.render());
+    outln!(
         "delayed retries: {}    dead letters: {}",
-        status.delayed, status.dead
+        status.delayed,
+        status.dead
     );
     let mut consumers = Table::new(&["CONSUMER", "STREAM", "PENDING", "IDLE"]);
     let mut any = false;
@@ -260,12 +282,12 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
         }
     }
     if any {
-        println!();
-        print!("{}", consumers.render());
+        out!("\n");
+        out!("{}", consumers.render());
     }
-    println!();
+    out!("\n");
     if status.workers.is_empty() {
-        println!("no live workers");
+        outln!("no live workers");
     } else {
         let mut workers =
             Table::new(&["WORKER", "GPU", "PROFILE", "MAX TRACK", "BUSY WITH", "DONE"]);
@@ -279,7 +301,7 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
                 w.jobs_done.to_string(),
             ]);
         }
-        print!("{}", workers.render());
+        out!("{}", workers.render());
     }
     Ok(())
 }
@@ -292,7 +314,7 @@ async fn jobs(
 ) -> anyhow::Result<()> {
     let rows = queue.jobs(state, limit).await?;
     if json {
-        println!("{}", serde_json::to_string(&rows)?);
+        outln!("{}", serde_json::to_string(&rows)?);
         return Ok(());
     }
     let mut table = Table::new(&[
@@ -310,7 +332,7 @@ async fn jobs(
             r.error.map(|e| truncate(&e, 60)).unwrap_or_default(),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(())
 }
 
@@ -326,10 +348,10 @@ fn truncate(s: &str, max: usize) -> String {
 async fn show(queue: &Queue, id: &JobId, json: bool) -> anyhow::Result<()> {
     let record = queue.job_required(id).await?;
     if json {
-        println!("{}", serde_json::to_string(&record)?);
+        outln!("{}", serde_json::to_string(&record)?);
         return Ok(());
     }
-    print!("{}", describe(&record));
+    out!("{}", describe(&record));
     Ok(())
 }
 
@@ -495,7 +517,7 @@ async fn wait(
             .clone()
             .unwrap_or_else(|| record.state.to_string());
         if json {
-            println!(
+            outln!(
                 "{}",
                 json!({ "id": id, "state": record.state, "error": error })
             );
@@ -553,11 +575,11 @@ async fn retry(queue: &Queue, id: Option<JobId>, all_dead: bool, json: bool) -> 
                 .iter()
                 .map(|(d, why)| json!({ "entry": d.entry, "job": d.job, "reason": why }))
                 .collect();
-            println!("{}", json!({ "retried": retried, "skipped": skipped }));
+            outln!("{}", json!({ "retried": retried, "skipped": skipped }));
         } else {
-            println!("retried {} jobs", retried.len());
+            outln!("retried {} jobs", retried.len());
             for (d, why) in skipped {
-                println!("skipped dead letter {}: {why}", d.entry);
+                outln!("skipped dead letter {}: {why}", d.entry);
             }
         }
         return Ok(());
@@ -577,7 +599,7 @@ async fn retry(queue: &Queue, id: Option<JobId>, all_dead: bool, json: bool) -> 
 async fn dead(queue: &Queue, json: bool) -> anyhow::Result<()> {
     let letters = queue.dead_letters().await?;
     if json {
-        println!("{}", serde_json::to_string(&letters)?);
+        outln!("{}", serde_json::to_string(&letters)?);
         return Ok(());
     }
     let mut table = Table::new(&["ENTRY", "JOB", "ATTEMPTS", "FAILED", "ERROR"]);
@@ -591,6 +613,6 @@ async fn dead(queue: &Queue, json: bool) -> anyhow::Result<()> {
             truncate(&d.error, 80),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(())
 }
