@@ -239,29 +239,13 @@ impl Queue {
         ];
         let mut conn = self.conn();
         let prefix = self.keys().job_prefix();
-        let pattern = format!("{}*", escape_glob(&prefix));
-        let mut ids = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(QueueError::redis(DOING))?;
-            ids.extend(
-                keys.iter()
-                    .filter_map(|k| k.strip_prefix(&prefix))
-                    .filter_map(|id| id.parse::<JobId>().ok()),
-            );
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut ids: Vec<JobId> = self
+            .keys_starting_with(&prefix)
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter_map(|id| id.parse::<JobId>().ok())
+            .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         let mut rows = Vec::new();
         for chunk in ids.chunks(200) {
@@ -463,16 +447,4 @@ impl Queue {
         }
         Ok(total)
     }
-}
-
-/// Escapes glob metacharacters for `SCAN MATCH`.
-fn escape_glob(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

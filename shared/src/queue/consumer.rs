@@ -313,21 +313,8 @@ impl NewEntries {
     async fn start(queue: &Queue) -> Result<Self, QueueError> {
         let notify = Arc::new(Notify::new());
         let mut last_ids = Vec::new();
-        let mut conn = queue.conn();
         for stream in queue.keys().streams() {
-            let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-                .arg(&stream)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await
-                .map_err(QueueError::redis("reading the newest entry"))?;
-            let id = newest
-                .into_iter()
-                .next()
-                .map_or_else(|| "0-0".to_string(), |(id, _)| id);
+            let id = queue.newest_entry_id(&stream).await?;
             last_ids.push((stream, id));
         }
         tokio::spawn(watch_streams(

@@ -202,20 +202,7 @@ impl EventFollower {
 impl Queue {
     /// Follows events written after this call.
     pub async fn follow_events(&self) -> Result<EventFollower, QueueError> {
-        let mut conn = self.conn();
-        let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-            .arg(self.keys().events())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .map_err(QueueError::redis("reading the newest event"))?;
-        let last_id = newest
-            .into_iter()
-            .next()
-            .map_or_else(|| "0-0".into(), |(id, _)| id);
+        let last_id = self.newest_entry_id(&self.keys().events()).await?;
         Ok(self.follow_events_from(last_id))
     }
 

@@ -19,6 +19,7 @@ mod record;
 mod registry;
 mod scripts;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -342,6 +343,48 @@ impl Queue {
         Ok(())
     }
 
+    /// The id of the newest entry of `stream`, or `0-0` when it is empty: a position to read after.
+    async fn newest_entry_id(&self, stream: &str) -> Result<String, QueueError> {
+        let mut conn = self.conn();
+        let newest: Vec<(String, HashMap<String, redis::Value>)> = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis("reading the newest stream entry"))?;
+        Ok(newest
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_string(), |(id, _)| id))
+    }
+
+    /// Every key of this deployment whose name starts with `prefix` (a `SCAN`, so it does not block Redis).
+    pub async fn keys_starting_with(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn();
+        let pattern = format!("{}*", escape_glob(prefix));
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(QueueError::redis("scanning keys"))?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
     /// Checks that Redis answers (health checks).
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn();
@@ -382,6 +425,18 @@ fn value_at<T: redis::FromRedisValue>(
         .get(index)
         .ok_or_else(|| QueueError::protocol(doing, format!("reply has no element {index}")))?;
     redis::from_redis_value_ref(item).map_err(|e| QueueError::protocol(doing, e))
+}
+
+/// Escapes glob metacharacters for `SCAN MATCH`.
+fn escape_glob(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Milliseconds since the Unix epoch encoded in a stream entry id (`1700000000000-0`).

@@ -46,6 +46,15 @@ local function finish(jk, job, now, state, ttl, note)
   redis.call('EXPIRE', jk, ttl)
 end
 
+-- Fails a job for good: its error, a dead letter (replayable with radioctl retry), the end, an event.
+local function bury(jk, job, stream, entry, now, why, ttl, dead, events, maxlen)
+  redis.call('XADD', dead, '*', 'job', job, 'stream', stream or '', 'entry', entry or '',
+    'error', why, 'attempts', redis.call('HGET', jk, 'attempts') or '0', 'failed_ms', now)
+  redis.call('HSET', jk, 'error', why)
+  finish(jk, job, now, 'failed', ttl, why)
+  emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = why, dead = true }))
+end
+
 -- Adds a fresh stream entry for a job from the spec in its hash (retries, recoveries, operator retries).
 local function requeue(jk, job, now, entries, events, maxlen, note)
   local stream = redis.call('HGET', jk, 'stream')
@@ -163,12 +172,7 @@ end
 local function dead_letter(stream, entry, jk, job, reason)
   redis.call('XACK', stream, group, entry)
   redis.call('HDEL', entries, entry)
-  local attempts = redis.call('HGET', jk, 'attempts') or '0'
-  redis.call('XADD', dead, '*', 'job', job, 'stream', stream, 'entry', entry,
-    'error', reason, 'attempts', attempts, 'failed_ms', now)
-  redis.call('HSET', jk, 'error', reason)
-  finish(jk, job, now, 'failed', ttl, reason)
-  emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = reason, dead = true }))
+  bury(jk, job, stream, entry, now, reason, ttl, dead, events, maxlen)
 end
 
 -- An entry id that XAUTOCLAIM reports as deleted: put its job back in line from its hash.
@@ -349,11 +353,7 @@ redis.call('HSET', jk, 'error', err)
 if permanent or attempt >= max then
   local why = err
   if not permanent then why = 'failed ' .. attempt .. ' of ' .. max .. ' attempts; last error: ' .. err end
-  redis.call('XADD', dead, '*', 'job', job, 'stream', stream, 'entry', entry,
-    'error', why, 'attempts', attempt, 'failed_ms', now)
-  redis.call('HSET', jk, 'error', why)
-  finish(jk, job, now, 'failed', ttl, why)
-  emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = why, dead = true }))
+  bury(jk, job, stream, entry, now, why, ttl, dead, events, maxlen)
   return { 'failed', attempt }
 end
 local due = now + backoff
@@ -481,11 +481,7 @@ if stream and entry then
   redis.call('XACK', stream, group, entry)
   redis.call('HDEL', entries, entry)
 end
-redis.call('XADD', dead, '*', 'job', job, 'stream', stream or '', 'entry', entry or '',
-  'error', err, 'attempts', redis.call('HGET', jk, 'attempts') or '0', 'failed_ms', now)
-redis.call('HSET', jk, 'error', err)
-finish(jk, job, now, 'failed', ttl, err)
-emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = err, dead = true }))
+bury(jk, job, stream, entry, now, err, ttl, dead, events, maxlen)
 return { 'failed' }
 "#;
 

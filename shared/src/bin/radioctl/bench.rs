@@ -125,27 +125,15 @@ async fn measure(queue: &Queue, jobs: usize, consumers: usize) -> anyhow::Result
 }
 
 async fn cleanup(queue: &Queue) -> anyhow::Result<()> {
+    let keys = queue
+        .keys_starting_with(queue.keys().prefix().as_str())
+        .await?;
     let mut conn = queue.conn();
-    let pattern = format!("{}*", queue.keys().prefix());
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
+    for chunk in keys.chunks(500) {
+        redis::cmd("DEL")
+            .arg(chunk)
+            .query_async::<()>(&mut conn)
             .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
