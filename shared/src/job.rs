@@ -607,6 +607,17 @@ pub enum Writer {
     Template,
 }
 
+impl Writer {
+    /// The name used in JSON, metrics labels and `radioctl show`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writer::User => "user",
+            Writer::Llm => "llm",
+            Writer::Template => "template",
+        }
+    }
+}
+
 /// What a worker records about a finished track. Shown by the bot's now-playing embed and by `radioctl show`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMeta {

@@ -381,7 +381,7 @@ async fn run_job(
             }
             m.realtime_factor.observe(meta.realtime_factor());
             m.songs_written
-                .with_label_values(&[&format!("{:?}", meta.writer).to_lowercase()])
+                .with_label_values(&[meta.writer.as_str()])
                 .inc();
             m.gpu_peak
                 .with_label_values(&[device])

@@ -390,7 +390,7 @@ fn describe(r: &JobRecord) -> String {
     }
     if let Some(m) = &r.result {
         line("title", m.title.clone());
-        line("writer", format!("{:?}", m.writer).to_lowercase());
+        line("writer", m.writer.as_str().to_string());
         line(
             "audio",
             format!(
