@@ -42,7 +42,7 @@ pub struct WorkerConfig {
     pub concurrency: Option<u32>,
     /// `VAE_TILE_FRAMES` (0: one piece; `OVERLAPPED_DECODE=false` means the same): instead of the plan's tile.
     pub vae_tile_frames: Option<usize>,
-    /// `DCW`: the turbo correction between diffusion steps (default on).
+    /// `DCW_ENABLED`: the turbo correction between diffusion steps (default on).
     pub dcw: bool,
     /// `ORT_THREADS`: threads per ONNX Runtime operator (default: one per core).
     pub intra_threads: Option<usize>,
@@ -60,8 +60,8 @@ impl WorkerConfig {
             tracing::info!("TORCH_COMPILE is ignored: the worker runs ONNX graphs, not PyTorch");
         }
         let models_dir = env
-            .raw_any(&["MODELS_DIR", "RADIO_MODELS"])
-            .map(|(_, v)| PathBuf::from(v))
+            .raw("MODELS_DIR")
+            .map(PathBuf::from)
             .ok_or_else(|| ConfigError {
                 name: "MODELS_DIR".into(),
                 value: String::new(),
@@ -112,7 +112,7 @@ impl WorkerConfig {
                 None => None,
             },
             vae_tile_frames,
-            dcw: env.flag("DCW", true)?,
+            dcw: env.flag("DCW_ENABLED", true)?,
             intra_threads: match env.raw("ORT_THREADS") {
                 Some(_) => Some(env.parse("ORT_THREADS", 1usize, "a number of threads")?),
                 None => None,

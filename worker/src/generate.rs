@@ -70,7 +70,7 @@ pub fn parse_device(value: &str) -> Result<ExecutionTarget, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateArgs {
     /// The model pack: a folder with a pack.toml, or a manifest file.
-    #[arg(long, value_name = "DIR", env = "RADIO_MODELS")]
+    #[arg(long, value_name = "DIR", env = "MODELS_DIR")]
     pub models: PathBuf,
     /// The song.
     #[command(flatten)]

@@ -153,3 +153,52 @@ fn the_prometheus_config_and_alert_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn env_example_documents_every_setting_the_binaries_read() {
+    let root = workspace_root();
+    let example = std::fs::read_to_string(root.join(".env.example")).expect(".env.example");
+    let documented = |name: &str| {
+        example
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == name)
+    };
+    // The files where settings are read; every all-caps string literal with an underscore in them is a
+    // setting's name (Redis commands and codes have none).
+    let sources = [
+        "shared/src/config.rs",
+        "shared/src/queue/mod.rs",
+        "shared/src/telemetry.rs",
+        "worker/src/config.rs",
+        "worker/src/songwriter/config.rs",
+        "worker/src/pipeline/runtime.rs",
+        "worker/src/main.rs",
+        "bot/src/config.rs",
+        "bot/src/main.rs",
+    ];
+    let mut seen = 0;
+    for source in sources {
+        let text =
+            std::fs::read_to_string(root.join(source)).unwrap_or_else(|e| panic!("{source}: {e}"));
+        // Unit tests at the end of a file hold sample values, not settings.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for literal in code.split('"').skip(1).step_by(2) {
+            let is_name = literal.contains('_')
+                && literal.starts_with(|c: char| c.is_ascii_uppercase())
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if is_name {
+                seen += 1;
+                assert!(
+                    documented(literal),
+                    "{literal} (read in {source}) is not in .env.example"
+                );
+            }
+        }
+    }
+    assert!(
+        seen > 30,
+        "found only {seen} setting names: did the sources move?"
+    );
+}
