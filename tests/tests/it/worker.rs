@@ -450,3 +450,54 @@ async fn running_on_any(queue: &Queue, id: &JobId, workers: &[&WorkerProcess]) -
     })
     .await
 }
+
+/// On a machine with an NVIDIA GPU and the ONNX Runtime GPU build (`scripts/fetch-onnxruntime --gpu`),
+/// a worker plans for the card, runs a job on CUDA and measures a peak above zero. Elsewhere it says why
+/// it was skipped: CI machines have no GPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_gpu_the_worker_runs_on_cuda_and_measures_its_peak_memory() {
+    let gpu = match radio_worker::vram::GpuMonitor::probe(0) {
+        Ok(gpu) => gpu,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let ort =
+        radio_tests::workspace_root().join(".runtime/onnxruntime-gpu/libonnxruntime.so.1.31.1");
+    if !ort.exists() {
+        eprintln!(
+            "skipped: {} is missing; run scripts/fetch-onnxruntime --gpu",
+            ort.display()
+        );
+        return;
+    }
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let ort = ort.to_string_lossy().into_owned();
+    let mut w = WorkerProcess::start(&redis, &queue, &[("ORT_DYLIB_PATH", ort.as_str())]);
+    w.ready(READY).await;
+    let id = enqueue(&queue, LONG, 7).await;
+    let done = wait_state(&queue, &id, JobState::Succeeded, Duration::from_secs(120)).await;
+    let meta = done.result.expect("meta");
+    assert!(
+        meta.peak_vram_bytes > 0,
+        "a job on {} used no GPU memory?",
+        gpu.info().name
+    );
+    let metrics = w.metrics().await;
+    let device = format!("device=\"{}\"", gpu.info().name);
+    assert!(
+        metrics.contains(&format!("radio_gpu_memory_peak_bytes_count{{{device}}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dit=\"cuda\""),
+        "the plan puts the DiT on CUDA: {metrics}"
+    );
+    assert!(
+        !w.log().contains("CUDA is not usable"),
+        "CUDA was really used:\n{}",
+        w.log()
+    );
+}
