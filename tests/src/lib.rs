@@ -46,7 +46,8 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "binary {} is missing: run the tests with `cargo test --workspace` so cargo builds it",
+        "binary {} is missing: `cargo test --workspace` builds it (cargo builds a package's binaries for \
+         that package's own integration tests, so each binary's package needs one)",
         path.display()
     );
     path
