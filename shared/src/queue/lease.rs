@@ -386,7 +386,7 @@ impl ClaimedJob {
             .map_err(QueueError::redis(DOING))?;
         let (tag, rest) = split_reply(DOING, reply)?;
         match tag.as_str() {
-            "ok" => Ok(FinishOutcome::Cancelled),
+            "cancelled" => Ok(FinishOutcome::Cancelled),
             "duplicate" => duplicate(DOING, &rest),
             "gone" => Ok(FinishOutcome::Gone),
             other => Err(QueueError::protocol(DOING, other)),

@@ -55,6 +55,22 @@ local function bury(jk, job, stream, entry, now, why, ttl, dead, events, maxlen)
   emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = why, dead = true }))
 end
 
+-- Acknowledges the entry of a finished attempt. Returns the reply to give instead of recording the
+-- attempt's outcome when the job is gone, already finished, or was cancelled meanwhile (it ends cancelled).
+local function acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, cancel_note)
+  redis.call('XACK', stream, group, entry)
+  redis.call('HDEL', entries, entry)
+  local st = redis.call('HGET', jk, 'state')
+  if not st then return { 'gone' } end
+  if TERMINAL[st] then return { 'duplicate', st } end
+  if redis.call('HGET', jk, 'cancel') == '1' then
+    finish(jk, job, now, 'cancelled', ttl, cancel_note)
+    emit(events, maxlen, job, 'cancelled', guild_of(jk), cjson.encode({ note = cancel_note }))
+    return { 'cancelled' }
+  end
+  return nil
+end
+
 -- Adds a fresh stream entry for a job from the spec in its hash (retries, recoveries, operator retries).
 local function requeue(jk, job, now, entries, events, maxlen, note)
   local stream = redis.call('HGET', jk, 'stream')
@@ -311,16 +327,9 @@ local stream, jk, result, events, entries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], 
 local group, consumer, entry, job, audio = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local result_ttl, ttl, meta, maxlen = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local now = now_ms()
-redis.call('XACK', stream, group, entry)
-redis.call('HDEL', entries, entry)
-local st = redis.call('HGET', jk, 'state')
-if not st then return { 'gone' } end
-if TERMINAL[st] then return { 'duplicate', st } end
-if redis.call('HGET', jk, 'cancel') == '1' then
-  finish(jk, job, now, 'cancelled', ttl, 'cancelled while running; result discarded')
-  emit(events, maxlen, job, 'cancelled', guild_of(jk), '{}')
-  return { 'cancelled' }
-end
+local early = acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen,
+  'cancelled while running; result discarded')
+if early then return early end
 redis.call('SET', result, audio, 'EX', result_ttl)
 redis.call('HSET', jk, 'result_bytes', string.len(audio), 'result_meta', meta,
   'progress', cjson.encode({ stage = 'encode', fraction = 1.0 }))
@@ -337,16 +346,8 @@ local stream, jk, events, entries, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KE
 local group, consumer, entry, job, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local permanent, backoff, ttl, maxlen = ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local now = now_ms()
-redis.call('XACK', stream, group, entry)
-redis.call('HDEL', entries, entry)
-local st = redis.call('HGET', jk, 'state')
-if not st then return { 'gone' } end
-if TERMINAL[st] then return { 'duplicate', st } end
-if redis.call('HGET', jk, 'cancel') == '1' then
-  finish(jk, job, now, 'cancelled', ttl, 'cancelled while running')
-  emit(events, maxlen, job, 'cancelled', guild_of(jk), '{}')
-  return { 'cancelled' }
-end
+local early = acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, 'cancelled while running')
+if early then return early end
 local attempt = tonumber(redis.call('HGET', jk, 'attempts')) or 1
 local max = tonumber(redis.call('HGET', jk, 'max_attempts')) or attempt
 redis.call('HSET', jk, 'error', err)
@@ -367,18 +368,17 @@ return { 'retrying', due, attempt, max }
 "#;
 
 /// KEYS: stream, job hash, events, entries. ARGV: group, entry, job, job ttl s, events maxlen, note.
-/// The worker saw the cancel flag and stopped. Returns `{'ok'}` or `{'duplicate', state}`.
+/// The worker saw the cancel flag and stopped. Returns `{'cancelled'}`, `{'duplicate', state}` or `{'gone'}`.
 const CANCELLED: &str = r#"
 local stream, jk, events, entries = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, entry, job, ttl, maxlen, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-redis.call('XACK', stream, group, entry)
-redis.call('HDEL', entries, entry)
-local st = redis.call('HGET', jk, 'state')
-if not st then return { 'gone' } end
-if TERMINAL[st] then return { 'duplicate', st } end
-finish(jk, job, now_ms(), 'cancelled', ttl, note)
+local now = now_ms()
+local early = acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, note)
+if early then return early end
+-- Stopped without a cancel flag (the worker gave up on it): it ends cancelled all the same.
+finish(jk, job, now, 'cancelled', ttl, note)
 emit(events, maxlen, job, 'cancelled', guild_of(jk), cjson.encode({ note = note }))
-return { 'ok' }
+return { 'cancelled' }
 "#;
 
 /// KEYS: stream, job hash, events. ARGV: group, consumer, entry, job, idle ms, events maxlen, note.
