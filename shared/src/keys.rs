@@ -13,7 +13,7 @@
 //! | `{p}:events` | stream | lifecycle and progress events |
 //! | `{p}:delayed` | sorted set | job ids waiting for their retry backoff, scored by due time (ms) |
 //! | `{p}:dead` | stream | jobs that failed for good and malformed entries, with the reason |
-//! | `{p}:entries` | hash | stream entry id → job id for every unacknowledged entry |
+//! | `{p}:entries` | hash | `<stream key> <entry id>` → job id for every unacknowledged entry |
 //! | `{p}:workers` | sorted set | worker ids by last heartbeat (ms) |
 //! | `{p}:worker:<id>` | string (TTL) | the worker's registration as JSON |
 //! | `{p}:guild:<id>` | hash | a station's persisted settings and state |
@@ -147,7 +147,7 @@ impl Keys {
         self.key("dead")
     }
 
-    /// Stream entry id → job id for unacknowledged entries.
+    /// `<stream key> <entry id>` → job id for unacknowledged entries.
     pub fn entries(&self) -> String {
         self.key("entries")
     }

@@ -55,11 +55,17 @@ local function bury(jk, job, stream, entry, now, why, ttl, dead, events, maxlen)
   emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = why, dead = true }))
 end
 
+-- The field of the entries hash for `entry` of `stream`: entry ids are unique within a stream only
+-- (two streams can both have 1700000000000-0), so the stream's key is part of the field.
+local function entry_field(stream, entry)
+  return stream .. ' ' .. entry
+end
+
 -- Acknowledges the entry of a finished attempt. Returns the reply to give instead of recording the
 -- attempt's outcome when the job is gone, already finished, or was cancelled meanwhile (it ends cancelled).
 local function acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, cancel_note)
   redis.call('XACK', stream, group, entry)
-  redis.call('HDEL', entries, entry)
+  redis.call('HDEL', entries, entry_field(stream, entry))
   local st = redis.call('HGET', jk, 'state')
   if not st then return { 'gone' } end
   if TERMINAL[st] then return { 'duplicate', st } end
@@ -77,7 +83,7 @@ local function requeue(jk, job, now, entries, events, maxlen, note)
   local spec = redis.call('HGET', jk, 'spec')
   if not stream or not spec then return false end
   local entry = redis.call('XADD', stream, '*', 'job', job, 'spec', spec)
-  redis.call('HSET', entries, entry, job)
+  redis.call('HSET', entries, entry_field(stream, entry), job)
   redis.call('HSET', jk, 'state', 'queued', 'entry', entry, 'queued_ms', now)
   redis.call('HDEL', jk, 'worker', 'progress', 'retry_at_ms')
   record(jk, now, 'queued', note)
@@ -123,7 +129,7 @@ if guild ~= '' and cap > 0 then
 end
 
 local entry = redis.call('XADD', stream, '*', 'job', id, 'spec', spec)
-redis.call('HSET', entries, entry, id)
+redis.call('HSET', entries, entry_field(stream, entry), id)
 redis.call('HSET', jk, 'spec', spec, 'state', 'queued', 'priority', priority, 'guild', guild,
   'stream', stream, 'entry', entry, 'attempts', 0, 'max_attempts', max_attempts,
   'duration_ms', duration, 'created_ms', now, 'queued_ms', now)
@@ -187,14 +193,14 @@ end
 
 local function dead_letter(stream, entry, jk, job, reason)
   redis.call('XACK', stream, group, entry)
-  redis.call('HDEL', entries, entry)
+  redis.call('HDEL', entries, entry_field(stream, entry))
   bury(jk, job, stream, entry, now, reason, ttl, dead, events, maxlen)
 end
 
 -- An entry id that XAUTOCLAIM reports as deleted: put its job back in line from its hash.
 local function recover_deleted(stream, entry)
-  local job = redis.call('HGET', entries, entry)
-  redis.call('HDEL', entries, entry)
+  local job = redis.call('HGET', entries, entry_field(stream, entry))
+  redis.call('HDEL', entries, entry_field(stream, entry))
   if not job then return end
   local jk = job_prefix .. job
   local st = redis.call('HGET', jk, 'state')
@@ -221,14 +227,14 @@ local function deliver(stream, e, reclaimed)
     if not spec then return { 'malformed', stream, entry, cjson.encode(fields), job } end
     redis.call('HSET', jk, 'spec', spec, 'state', 'queued', 'stream', stream, 'entry', entry,
       'attempts', 0, 'created_ms', now, 'queued_ms', now, 'guild', '')
-    redis.call('HSET', entries, entry, job)
+    redis.call('HSET', entries, entry_field(stream, entry), job)
     record(jk, now, 'queued', 'adopted an entry added outside the queue API')
     st = 'queued'
   end
   if TERMINAL[st] or redis.call('HGET', jk, 'entry') ~= entry then
     -- Cancelled while queued, finished already, or an entry of an earlier attempt: settle and skip.
     redis.call('XACK', stream, group, entry)
-    redis.call('HDEL', entries, entry)
+    redis.call('HDEL', entries, entry_field(stream, entry))
     return nil
   end
   local duration = tonumber(redis.call('HGET', jk, 'duration_ms'))
@@ -452,7 +458,7 @@ local group, entry, reason, raw, job = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[
 local job_prefix, ttl, maxlen = ARGV[6], ARGV[7], ARGV[8]
 local now = now_ms()
 redis.call('XACK', stream, group, entry)
-redis.call('HDEL', entries, entry)
+redis.call('HDEL', entries, entry_field(stream, entry))
 redis.call('XADD', dead, '*', 'job', job, 'stream', stream, 'entry', entry,
   'error', 'malformed entry: ' .. reason, 'raw', raw, 'failed_ms', now)
 if job ~= '' then
@@ -479,7 +485,7 @@ local now = now_ms()
 local stream, entry = redis.call('HGET', jk, 'stream'), redis.call('HGET', jk, 'entry')
 if stream and entry then
   redis.call('XACK', stream, group, entry)
-  redis.call('HDEL', entries, entry)
+  redis.call('HDEL', entries, entry_field(stream, entry))
 end
 bury(jk, job, stream, entry, now, err, ttl, dead, events, maxlen)
 return { 'failed' }

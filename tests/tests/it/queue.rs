@@ -95,12 +95,14 @@ async fn a_thousand_jobs_through_four_consumers_finish_exactly_once_even_when_on
     drop(abandoned);
 
     let completions: Arc<Mutex<HashMap<JobId, u32>>> = Arc::default();
+    let claims: Arc<Mutex<HashMap<JobId, u32>>> = Arc::default();
     let reclaimed_by: Arc<Mutex<Option<String>>> = Arc::default();
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     for n in 0..4 {
         let consumer = queue.consumer(format!("consumer-{n}"));
         let completions = completions.clone();
+        let claims = claims.clone();
         let reclaimed_by = reclaimed_by.clone();
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -109,6 +111,7 @@ async fn a_thousand_jobs_through_four_consumers_finish_exactly_once_even_when_on
                     *reclaimed_by.lock().await = Some(consumer.name().to_string());
                 }
                 let id = job.spec().id.clone();
+                *claims.lock().await.entry(id.clone()).or_default() += 1;
                 let outcome = job
                     .complete(b"audio", &meta(consumer.name()))
                     .await
@@ -135,8 +138,17 @@ async fn a_thousand_jobs_through_four_consumers_finish_exactly_once_even_when_on
         completions.values().all(|&n| n == 1),
         "a job completed twice"
     );
+    // Delivered once each: no live lease was taken over, and only the abandoned job ran twice.
+    let claims = claims.lock().await;
+    let twice: Vec<_> = claims.iter().filter(|&(_, &n)| n != 1).collect();
+    assert!(twice.is_empty(), "claimed more than once: {twice:?}");
+    assert_eq!(claims.len(), 1000);
     for id in &ids {
-        assert_eq!(state(&queue, id).await, JobState::Succeeded, "{id}");
+        let record = queue.job_required(id).await.expect("record");
+        assert_eq!(record.state, JobState::Succeeded, "{id}");
+        if *id != abandoned_id {
+            assert_eq!(record.attempts, 1, "{id} was run more than once");
+        }
     }
     let record = queue.job_required(&abandoned_id).await.expect("record");
     assert_eq!(
@@ -653,6 +665,51 @@ async fn a_pending_entry_deleted_by_hand_is_recovered_from_the_job_record() {
     job.complete(b"x", &meta("rescuer"))
         .await
         .expect("complete");
+}
+
+#[tokio::test]
+async fn the_same_entry_id_in_both_streams_does_not_mix_up_their_jobs() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let radio = enqueue(&queue, spec(Priority::Radio)).await;
+    let job = claim(&queue.consumer("dies"), Duration::from_secs(2)).await;
+    drop(job);
+    let entry = queue
+        .job_required(&radio)
+        .await
+        .expect("record")
+        .entry
+        .expect("entry");
+    // Stream ids come from each stream's clock: the interactive stream can hold the same id. Here it
+    // is forced, with a job added by hand, which runs and finishes first.
+    let other = spec(Priority::Interactive);
+    let mut raw = redis.raw().await;
+    let _: String = raw
+        .xadd(
+            queue.keys().stream(Priority::Interactive),
+            &entry,
+            &[
+                ("job", other.id.as_str()),
+                ("spec", other.encode().as_str()),
+            ],
+        )
+        .await
+        .expect("xadd with the radio entry's id");
+    let job = claim(&queue.consumer("other"), Duration::from_secs(2)).await;
+    assert_eq!(job.spec().id, other.id);
+    job.complete(b"x", &meta("other")).await.expect("complete");
+
+    // The radio entry is deleted under its claim: its job must still be found and put back in line.
+    let _: u64 = raw
+        .xdel(queue.keys().stream(Priority::Radio), &[&entry])
+        .await
+        .expect("xdel");
+    let job = claim(&queue.consumer("rescuer"), Duration::from_secs(3)).await;
+    assert_eq!(job.spec().id, radio);
+    job.complete(b"x", &meta("rescuer"))
+        .await
+        .expect("complete");
+    assert_eq!(state(&queue, &radio).await, JobState::Succeeded);
 }
 
 #[tokio::test]
