@@ -20,7 +20,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{JobId, ResultMeta, Station};
-use crate::queue::{Queue, QueueError};
+use crate::queue::{Queue, QueueError, now_ms};
 
 /// How many recent generation times are kept per guild and globally for the mean and p95.
 pub const GENERATION_SAMPLES: usize = 500;
@@ -475,12 +475,6 @@ fn to_json(doing: &'static str, value: &impl Serialize) -> Result<String, QueueE
         doing,
         detail: e.to_string(),
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

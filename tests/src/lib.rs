@@ -53,12 +53,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Milliseconds since the Unix epoch by this host's clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use radio_shared::queue::now_ms;
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T

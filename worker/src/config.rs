@@ -134,14 +134,19 @@ fn positive(value: f32, name: &str) -> Result<f32, ConfigError> {
     }
 }
 
-/// `host-pid-xxxx`: unique per process, readable in `radioctl status`.
-pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
+/// This machine's name (`HOSTNAME`, else the kernel's), if it has one.
+pub fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
         .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
+}
+
+/// `host-pid-xxxx`: unique per process, readable in `radioctl status`.
+pub fn default_worker_id() -> String {
+    let host = host_name().unwrap_or_else(|| "worker".into());
     format!(
         "{host}-{}-{:04x}",
         std::process::id(),

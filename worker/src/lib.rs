@@ -24,9 +24,4 @@ pub mod songwriter;
 pub mod studio;
 pub mod vram;
 
-/// Milliseconds since the Unix epoch by this host's clock.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use radio_shared::queue::now_ms;

@@ -209,7 +209,7 @@ pub async fn start(
     ));
     let info = WorkerInfo {
         id: config.worker_id.clone(),
-        host: std::env::var("HOSTNAME").unwrap_or_default(),
+        host: crate::config::host_name().unwrap_or_default(),
         gpu: device.clone(),
         vram_total_bytes: card.unwrap_or(0),
         profile: match (config.profile, card) {
@@ -230,6 +230,7 @@ pub async fn start(
         busy_with: None,
         jobs_done: 0,
         started_ms: crate::now_ms(),
+        heartbeat_ms: 0,
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let settings = RunSettings {

@@ -3,10 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use radio_shared::job::{JobId, JobState};
-use radio_shared::queue::{EnqueueRequest, Event, EventKind, QueueError};
+use radio_shared::queue::{EnqueueRequest, Event, EventKind, QueueError, now_ms};
 use radio_shared::station::{StationSettings, StationTrack};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -116,12 +116,6 @@ async fn load(state: &State, guild: u64) -> radio_shared::station::StoredStation
         "starting the station from defaults: Redis did not answer"
     );
     radio_shared::station::StoredStation::default()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Actor {

@@ -382,7 +382,8 @@ pub(crate) fn handback_idle(settings: &super::QueueSettings) -> Duration {
     (settings.reclaim_after * 10).max(Duration::from_secs(3600))
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Wall-clock time in ms since the Unix epoch, as every timestamp in Redis is written.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

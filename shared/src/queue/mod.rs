@@ -30,7 +30,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
 pub use admin::{ConsumerStatus, DeadLetter, JobSummary, QueueStatus, StreamStatus};
-pub use consumer::Consumer;
+pub use consumer::{Consumer, now_ms};
 pub use events::{Event, EventFollower, EventKind};
 pub use lease::{ClaimedJob, FinishOutcome, JobControl, JobFailure};
 pub use producer::{CancelOutcome, EnqueueRequest, Enqueued};

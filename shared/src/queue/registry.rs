@@ -35,18 +35,27 @@ pub struct WorkerInfo {
     pub jobs_done: u64,
     /// When it started (ms since the epoch).
     pub started_ms: u64,
+    /// Its last heartbeat (ms since the epoch), set by [`Queue::register_worker`].
+    #[serde(default)]
+    pub heartbeat_ms: u64,
     /// Its build version.
     pub version: String,
 }
 
 impl Queue {
-    /// Writes (or refreshes) a worker's registration; it expires after `ttl` unless refreshed.
+    /// Writes (or refreshes) a worker's registration, stamped with the time as its heartbeat; it
+    /// expires after `ttl` unless refreshed.
     pub async fn register_worker(
         &self,
         info: &WorkerInfo,
         ttl: Duration,
     ) -> Result<(), QueueError> {
-        let json = serde_json::to_string(info)
+        let now = super::consumer::now_ms();
+        let stamped = WorkerInfo {
+            heartbeat_ms: now,
+            ..info.clone()
+        };
+        let json = serde_json::to_string(&stamped)
             .map_err(|e| QueueError::protocol("registering a worker", e.to_string()))?;
         let mut conn = self.conn();
         redis::pipe()
@@ -59,7 +68,7 @@ impl Queue {
             .ignore()
             .cmd("ZADD")
             .arg(self.keys().workers())
-            .arg(super::consumer::now_ms())
+            .arg(now)
             .arg(&info.id)
             .ignore()
             .query_async::<()>(&mut conn)

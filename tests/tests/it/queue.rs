@@ -772,6 +772,7 @@ fn worker_info(id: &str, max_duration_s: f32) -> radio_shared::queue::WorkerInfo
         busy_with: None,
         jobs_done: 0,
         started_ms: 0,
+        heartbeat_ms: 0,
         version: "test".into(),
     }
 }

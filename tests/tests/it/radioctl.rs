@@ -4,7 +4,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use radio_shared::job::{JobId, JobState, ResultMeta, Writer};
-use radio_shared::queue::{JobFailure, Queue};
+use radio_shared::queue::{JobFailure, Queue, WorkerInfo};
 use radio_tests::{TestRedis, binary};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,50 @@ async fn enqueue_jobs_show_and_status_report_what_is_in_redis() {
         "{table}"
     );
     assert!(table.contains("no live workers"), "{table}");
+
+    // A live worker shows with its limits, heartbeat and plan.
+    let worker = WorkerInfo {
+        id: "gpu-host-1-77".into(),
+        host: "gpu-host".into(),
+        gpu: "NVIDIA GeForce RTX 3060".into(),
+        vram_total_bytes: 12 << 30,
+        profile: "12gb".into(),
+        plan: "dit cuda (resident), vae tile 256".into(),
+        max_duration_s: 240.0,
+        concurrency: 1,
+        busy_with: None,
+        jobs_done: 3,
+        started_ms: 0,
+        heartbeat_ms: 0,
+        version: "test".into(),
+    };
+    queue
+        .register_worker(&worker, Duration::from_secs(30))
+        .await
+        .expect("register");
+    let table = stdout(&radioctl(&redis, &queue, &["status"]).await);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("gpu-host-1-77"))
+        .unwrap_or_else(|| panic!("no worker row: {table}"));
+    assert!(
+        row.contains("RTX 3060") && row.contains("240 s") && row.contains("ago"),
+        "{row}"
+    );
+    assert!(
+        table.contains("gpu-host-1-77: dit cuda (resident), vae tile 256"),
+        "{table}"
+    );
+    let status = json(&radioctl(&redis, &queue, &["status", "--json"]).await);
+    let heartbeat = status["workers"][0]["heartbeat_ms"].as_u64().unwrap_or(0);
+    assert!(
+        heartbeat > 0,
+        "the registration carries its heartbeat: {status}"
+    );
+    queue
+        .deregister_worker(&worker.id)
+        .await
+        .expect("deregister");
 
     let shown = json(&radioctl(&redis, &queue, &["show", interactive.as_str(), "--json"]).await);
     assert_eq!(shown["state"], "queued");

@@ -38,7 +38,7 @@ use radio_shared::cli::SongArgs;
 use radio_shared::config::{Env, RedisConfig, load_dotenv};
 use radio_shared::job::{AudioFormat, GenerateTask, JobId, JobSpec, JobState, Priority, Station};
 use radio_shared::queue::{
-    CancelOutcome, EnqueueRequest, EventKind, JobRecord, Queue, QueueSettings,
+    CancelOutcome, EnqueueRequest, EventKind, JobRecord, Queue, QueueSettings, now_ms,
 };
 use table::{Table, age, bytes, utc};
 
@@ -289,8 +289,16 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
     if status.workers.is_empty() {
         outln!("no live workers");
     } else {
-        let mut workers =
-            Table::new(&["WORKER", "GPU", "PROFILE", "MAX TRACK", "BUSY WITH", "DONE"]);
+        let now = now_ms();
+        let mut workers = Table::new(&[
+            "WORKER",
+            "GPU",
+            "PROFILE",
+            "MAX TRACK",
+            "BUSY WITH",
+            "DONE",
+            "HEARTBEAT",
+        ]);
         for w in &status.workers {
             workers.row(vec![
                 w.id.clone(),
@@ -299,9 +307,13 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
                 format!("{:.0} s", w.max_duration_s),
                 w.busy_with.clone().unwrap_or_else(|| "-".into()),
                 w.jobs_done.to_string(),
+                format!("{} ago", age(now.saturating_sub(w.heartbeat_ms))),
             ]);
         }
         out!("{}", workers.render());
+        for w in &status.workers {
+            outln!("  {}: {}", w.id, w.plan);
+        }
     }
     Ok(())
 }

@@ -142,6 +142,7 @@ impl FakeWorker {
             busy_with: None,
             jobs_done: 0,
             started_ms: 0,
+            heartbeat_ms: 0,
             version: "test".into(),
         };
         let mut tasks = Vec::new();
