@@ -42,7 +42,8 @@ pub mod worker {
     pub const END_TO_END_SECONDS: &str = "radio_job_end_to_end_seconds";
     /// Audio seconds produced per second of processing.
     pub const REALTIME_FACTOR: &str = "radio_job_realtime_factor";
-    /// Jobs finished by this worker (label `outcome`: succeeded, retried, failed, cancelled, released, lost, handed_back).
+    /// Attempts this worker ended (label `outcome`: succeeded, retried, failed, cancelled, released, lost,
+    /// and error when the outcome could not be recorded).
     pub const JOBS_TOTAL: &str = "radio_jobs_total";
     /// Attempts that failed and were scheduled for a retry.
     pub const RETRIES_TOTAL: &str = "radio_job_retries_total";

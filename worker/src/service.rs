@@ -121,7 +121,18 @@ pub async fn start(
     let llm = llm_footprint(&config);
     let inventory = inventory(&pack, llm);
     let card = gpu.as_ref().map(|g| g.info().total_bytes);
-    let mut plan = plan::plan(config.profile, card, &inventory);
+    let profile = match (config.profile, &gpu) {
+        // A card size was forced, but there is no card: offering GPU durations would be a lie.
+        (MemoryProfile::Gpu { gib }, None) => {
+            warn!(
+                "VRAM_PROFILE={gib}gb, but no NVIDIA GPU was found: planning for CPU. Check the \
+                 driver (nvidia-smi) or set VRAM_PROFILE=cpu"
+            );
+            MemoryProfile::Cpu
+        }
+        (profile, _) => profile,
+    };
+    let mut plan = plan::plan(profile, card, &inventory);
     if config.cpu_offload {
         info!("CPU_OFFLOAD=true: starting from the conservative plan");
         plan = plan::conservative(&plan, &inventory);

@@ -204,6 +204,41 @@ async fn sigterm_lets_the_running_job_finish_within_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_too_long_for_one_worker_is_handed_back_and_runs_on_one_that_accepts_it() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let mut short = WorkerProcess::start(
+        &redis,
+        &queue,
+        &[
+            ("MAX_DURATION_SECS", "20"),
+            ("RUST_LOG", "info,radio_shared=debug"),
+        ],
+    );
+    let mut long = WorkerProcess::start(&redis, &queue, &[("MAX_DURATION_SECS", "120")]);
+    short.ready(READY).await;
+    long.ready(READY).await;
+    // Four long tracks: the long worker runs one at a time, so the short one sees the others waiting.
+    let mut ids = Vec::new();
+    for seed in 1..=4 {
+        ids.push(enqueue(&queue, LONG, seed).await);
+    }
+    for id in &ids {
+        let done = wait_state(&queue, id, JobState::Succeeded, Duration::from_secs(120)).await;
+        assert_eq!(done.attempts, 1, "a hand-back is not an attempt");
+        assert!(
+            done.result.is_some_and(|m| m.worker.starts_with(&long.id)),
+            "{id} ran on the worker that accepts it"
+        );
+    }
+    assert!(
+        short.log().contains("handed back a job too long"),
+        "the short worker saw a long job and handed it back:\n{}",
+        short.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_longer_than_every_worker_accepts_fails_with_the_largest_duration_on_offer() {
     let redis = TestRedis::start();
     let queue = redis.queue().await;
