@@ -137,6 +137,11 @@ pub struct StationState {
     /// Titles played recently, newest last (handed to the song writer to avoid repeats).
     #[serde(default)]
     pub recent_titles: Vec<String>,
+    /// On for listeners' requests only: a `/radio generate` found the station stopped. No radio
+    /// tracks are generated, and the station stops again once the requests have played; a
+    /// `/radio play` turns it into a full station.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requests_only: bool,
 }
 
 /// A station as stored: its settings (if ever saved) and its state (default if never saved).

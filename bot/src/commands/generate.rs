@@ -1,5 +1,6 @@
 //! `/radio generate`: one song from a free prompt (and optional lyrics), played before the radio's
-//! own tracks. Open to everyone; the guild's queue cap keeps it fair.
+//! own tracks. Open to everyone; the guild's queue cap keeps it fair. On a stopped station it plays
+//! the request alone: starting the radio stays with `/radio play` and its permission.
 
 use radio_shared::job::{MAX_DURATION_S, SongRequest};
 use twilight_util::builder::command::{IntegerBuilder, StringBuilder, SubCommandBuilder};

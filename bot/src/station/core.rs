@@ -222,6 +222,7 @@ impl StationCore {
             actions.push(Action::Resume);
         }
         self.state.status = PlaybackStatus::Playing;
+        self.state.requests_only = false;
         if let Some(channel) = announce_channel {
             self.state.announce_channel = Some(channel.to_string());
         }
@@ -242,7 +243,7 @@ impl StationCore {
     }
 
     /// `/radio generate`: one song from the user's description, played before radio tracks. A stopped
-    /// station goes on.
+    /// station goes on for the requests only (see [`StationState::requests_only`]).
     pub fn request(
         &mut self,
         song: SongRequest,
@@ -251,7 +252,10 @@ impl StationCore {
         dedup: Option<String>,
     ) -> (JobId, Vec<Action>) {
         if !self.state.status.is_on() {
+            // Anyone may request a song, but only `/radio play` (which needs the DJ permission)
+            // starts the radio: a stopped station plays the requests and stops again.
             self.state.status = PlaybackStatus::Playing;
+            self.state.requests_only = true;
         }
         if let Some(channel) = announce_channel {
             self.state.announce_channel = Some(channel.to_string());
@@ -288,7 +292,9 @@ impl StationCore {
     pub fn enqueue_failed(&mut self, job: &JobId, now: Instant) -> Vec<Action> {
         self.remove_generating(job);
         self.fill_resumes_at = Some(now + ENQUEUE_BACKOFF);
-        vec![Action::WakeAfter(ENQUEUE_BACKOFF)]
+        let mut actions = vec![Action::WakeAfter(ENQUEUE_BACKOFF)];
+        actions.extend(self.fill(now));
+        actions
     }
 
     /// A job of this station succeeded. `meta` is the worker's record of the track.
@@ -394,7 +400,8 @@ impl StationCore {
             if failed {
                 actions.push(Action::CountError(Some(job.clone())));
             }
-            let expecting_more = self.settings.auto || !self.state.generating.is_empty();
+            let expecting_more = (self.settings.auto && !self.state.requests_only)
+                || !self.state.generating.is_empty();
             if self.state.status == PlaybackStatus::Playing
                 && self.attached
                 && self.state.ready.is_empty()
@@ -524,6 +531,7 @@ impl StationCore {
         self.state.ready.clear();
         self.state.now_playing = None;
         self.state.status = PlaybackStatus::Stopped;
+        self.state.requests_only = false;
         self.state_dirty = true;
         if self.attached {
             actions.push(Action::StopPlayback);
@@ -531,8 +539,17 @@ impl StationCore {
         actions
     }
 
-    /// Enqueues radio tracks until the buffer holds what it should.
+    /// Enqueues radio tracks until the buffer holds what it should. Every event ends here, so this
+    /// is also where a station that was on for requests only stops once they have played.
     fn fill(&mut self, now: Instant) -> Vec<Action> {
+        if self.state.requests_only {
+            if self.state.now_playing.is_none() && self.ahead() == 0 {
+                self.state.status = PlaybackStatus::Stopped;
+                self.state.requests_only = false;
+                self.state_dirty = true;
+            }
+            return Vec::new();
+        }
         if !self.state.status.is_on() || !self.settings.auto {
             return Vec::new();
         }
@@ -731,6 +748,66 @@ mod tests {
             }
         }
         assert_eq!(enqueued(&core.tick(now + FAILURE_BACKOFF)), 1);
+    }
+
+    #[test]
+    fn a_request_on_a_stopped_station_plays_alone_and_the_station_stops_after_it() {
+        let mut core = StationCore::new(
+            "1",
+            StationSettings::with_duration(30.0),
+            StationState::default(),
+            2,
+        );
+        let now = Instant::now();
+        assert!(
+            core.attached(5, now).is_empty(),
+            "a stopped station plays nothing"
+        );
+        let (job, actions) = core.request(SongRequest::default(), Some("u".into()), None, None);
+        assert_eq!(enqueued(&actions), 1, "only the request, no radio tracks");
+        assert!(core.state().status.is_on());
+        let actions = core.job_succeeded(&job, None, now);
+        assert!(matches!(
+            actions.as_slice(),
+            [Action::CountGenerated(_), Action::Play { .. }]
+        ));
+        assert_eq!(enqueued(&core.track_started(&job, now)), 0);
+        let actions = core.track_ended(&job, false, now);
+        assert!(!actions.contains(&Action::Underrun), "{actions:?}");
+        assert_eq!(enqueued(&actions), 0);
+        assert_eq!(core.state().status, PlaybackStatus::Stopped);
+
+        // A request that fails stops the station too, and `/radio play` afterwards is the full radio.
+        let (job, _) = core.request(SongRequest::default(), None, None, None);
+        assert_eq!(enqueued(&core.job_failed(&job, now)), 0);
+        assert_eq!(core.state().status, PlaybackStatus::Stopped);
+        let (_, actions) = core.play(None, None, None, now);
+        assert_eq!(enqueued(&actions), 2);
+        assert!(!core.state().requests_only);
+    }
+
+    #[test]
+    fn a_request_on_a_playing_station_goes_before_its_radio_tracks() {
+        let mut core = StationCore::new(
+            "1",
+            StationSettings::with_duration(30.0),
+            StationState::default(),
+            1,
+        );
+        let now = Instant::now();
+        core.attached(5, now);
+        let (_, actions) = core.play(None, None, None, now);
+        assert_eq!(enqueued(&actions), 1);
+        let radio = core.state().generating[0].job.clone();
+        let (request, _) = core.request(SongRequest::default(), None, None, None);
+        assert!(!core.state().requests_only, "the radio stays on");
+        core.job_succeeded(&radio, None, now);
+        let actions = core.job_succeeded(&request, None, now);
+        assert!(actions.contains(&Action::Play {
+            track: core.state().ready[0].clone(),
+            index: Some(0),
+        }));
+        assert_eq!(core.state().ready[0].job, request);
     }
 
     #[test]

@@ -296,6 +296,9 @@ async fn generate_plays_the_request_next_and_upload_posts_the_playing_track() {
         Some("a calm piano piece")
     );
     assert_eq!(spec.requested_by, Some(ids::LISTENER.to_string()));
+    // A listener's request on a stopped station plays alone: starting the radio needs `/radio play`.
+    let jobs = queue.jobs(None, 100).await.expect("jobs");
+    assert_eq!(jobs.len(), 1, "no radio tracks were queued: {jobs:?}");
 
     // /radio upload posts the playing track as an .ogg within the limit.
     let upload = fake.command(
