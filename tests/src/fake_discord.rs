@@ -104,12 +104,16 @@ pub mod ids {
     pub const VOICE: u64 = 100_000_000_000_002_001;
     /// A voice channel where `@everyone` may not connect (so the bot may not either).
     pub const LOCKED_VOICE: u64 = 100_000_000_000_002_002;
+    /// A voice channel where `@everyone` may connect but not speak.
+    pub const MUTED_VOICE: u64 = 100_000_000_000_002_003;
     /// The DJ role.
     pub const DJ_ROLE: u64 = 100_000_000_000_003_001;
     /// A user sitting in [`VOICE`].
     pub const LISTENER: u64 = 100_000_000_000_004_001;
     /// A user sitting in [`LOCKED_VOICE`].
     pub const LOCKED_LISTENER: u64 = 100_000_000_000_004_002;
+    /// A user sitting in [`MUTED_VOICE`].
+    pub const MUTED_LISTENER: u64 = 100_000_000_000_004_004;
     /// A user in no voice channel.
     pub const NOT_IN_VOICE: u64 = 100_000_000_000_004_003;
     /// The bot.
@@ -121,8 +125,8 @@ pub mod ids {
 }
 
 impl World {
-    /// One guild with a text channel, an open and a locked voice channel, a `DJ` role, a listener in
-    /// each voice channel and a user in none.
+    /// One guild with a text channel, an open, a locked and a muted voice channel, a `DJ` role, a
+    /// listener in each voice channel and a user in none.
     pub fn default_guild() -> Self {
         Self {
             bot: ids::BOT,
@@ -175,10 +179,17 @@ impl World {
                     voice: true,
                     overwrites: vec![(id, 0, 0, perms::CONNECT)],
                 },
+                FakeChannel {
+                    id: ids::MUTED_VOICE,
+                    name: "Quiet".into(),
+                    voice: true,
+                    overwrites: vec![(id, 0, 0, perms::SPEAK)],
+                },
             ],
             voice_states: vec![
                 (ids::LISTENER, ids::VOICE),
                 (ids::LOCKED_LISTENER, ids::LOCKED_VOICE),
+                (ids::MUTED_LISTENER, ids::MUTED_VOICE),
             ],
             bot_roles: Vec::new(),
         }

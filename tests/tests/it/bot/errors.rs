@@ -48,6 +48,14 @@ async fn every_user_error_gets_its_own_ephemeral_message() {
         "{text}"
     );
 
+    // It may connect but not speak there.
+    let sent = fake.command(ids::GUILD, &manager(ids::MUTED_LISTENER), "play", json!([]));
+    let text = fake.ephemeral_text(&sent, WAIT).await;
+    assert!(
+        text.contains("the Speak permission") && !text.contains("Connect"),
+        "{text}"
+    );
+
     // No worker online.
     let sent = fake.command(ids::GUILD, &manager(ids::LISTENER), "play", json!([]));
     let text = fake.ephemeral_text(&sent, WAIT).await;
@@ -139,12 +147,16 @@ async fn every_user_error_gets_its_own_ephemeral_message() {
         .await
         .expect("station");
     assert!(stored.state.generating.is_empty(), "{:?}", stored.state);
+    // `/radio play` hears the same when its first track is refused.
+    let sent = fake.command(ids::GUILD, &manager(ids::LISTENER), "play", json!([]));
+    let text = fake.ephemeral_text(&sent, Duration::from_secs(10)).await;
+    assert!(text.contains("queue is full"), "{text}");
 
     let (_, metrics) = http_get(bot.metrics, "/metrics")
         .await
         .expect("GET /metrics");
     assert!(
-        metrics.contains("radio_bot_commands_total{command=\"play\",outcome=\"user_error\"} 4"),
+        metrics.contains("radio_bot_commands_total{command=\"play\",outcome=\"user_error\"} 6"),
         "{metrics}"
     );
     bot.stop().await;

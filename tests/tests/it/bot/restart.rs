@@ -21,22 +21,34 @@ async fn a_restarted_bot_resumes_the_station_where_it_was() {
     let store = StationStore::new(queue.clone());
     let guild = ids::GUILD.to_string();
 
-    // First life: start the station and let two tracks play (5 s tracks at 5× speed).
-    let first_player = RecordingPlayer::with_speed(5.0);
+    // First life: start the station and let two tracks play (5 s tracks at 2× speed), then stop the
+    // bot in the middle of a track.
+    let first_player = RecordingPlayer::with_speed(2.0);
     let bot = RunningBot::start(&redis, &queue, &fake, first_player.clone(), |_, _| {}).await;
     fake.wait_identified(1, Duration::from_secs(10)).await;
     let sent = fake.command(ids::GUILD, &Member::dj(ids::LISTENER), "play", json!([]));
     let (_, body) = fake.callback(&sent, Duration::from_secs(3)).await;
     assert_eq!(body["type"], 5);
-    fake.wait(Duration::from_secs(20), "two tracks to start", || {
-        (first_player.started(ids::GUILD).len() >= 2).then_some(())
-    })
+    fake.wait(
+        Duration::from_secs(30),
+        "a second track to be playing",
+        || {
+            (first_player.started(ids::GUILD).len() >= 2)
+                .then(|| first_player.current(ids::GUILD))
+                .flatten()
+        },
+    )
     .await;
     bot.stop().await;
     let saved = store.load(&guild).await.expect("load").state;
     assert_eq!(saved.status, PlaybackStatus::Playing);
     assert_eq!(saved.voice_channel, Some(ids::VOICE.to_string()));
-    let interrupted = saved.now_playing.clone().map(|t| t.job);
+    // The track cut off by the stop.
+    let interrupted = saved
+        .now_playing
+        .clone()
+        .map(|t| t.job)
+        .expect("a track was playing when the bot stopped");
     let joins_before = fake.voice_updates().len();
 
     // While the bot is down, the worker finishes what was queued.
@@ -59,12 +71,10 @@ async fn a_restarted_bot_resumes_the_station_where_it_was() {
     )
     .await;
     let replayed = second_player.started(ids::GUILD);
-    if let Some(job) = interrupted {
-        assert_eq!(
-            replayed[0], job,
-            "the track that was cut off plays again first"
-        );
-    }
+    assert_eq!(
+        replayed[0], interrupted,
+        "the track that was cut off plays again first"
+    );
     let first_life = first_player.started(ids::GUILD);
     assert!(
         replayed[1..].iter().all(|j| !first_life.contains(j)),
