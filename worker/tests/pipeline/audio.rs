@@ -43,14 +43,14 @@ fn final_granule(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(bytes[at + 6..at + 14].try_into().expect("8 bytes"))
 }
 
-struct DecodedOpus {
-    pre_skip: usize,
+pub(crate) struct DecodedOpus {
+    pub(crate) pre_skip: usize,
     /// Interleaved stereo after dropping the pre-skip and trimming to the final granule position.
-    samples: Vec<f32>,
-    packets: usize,
+    pub(crate) samples: Vec<f32>,
+    pub(crate) packets: usize,
 }
 
-fn decode_ogg_opus(bytes: Vec<u8>) -> DecodedOpus {
+pub(crate) fn decode_ogg_opus(bytes: Vec<u8>) -> DecodedOpus {
     let end_granule = final_granule(&bytes) as usize;
     let mut reader = open(bytes, "ogg");
     let track = reader.default_track().expect("a track").clone();
@@ -167,7 +167,8 @@ fn ogg_opus_keeps_the_signal_aligned_after_the_pre_skip() {
     }
 }
 
-fn decoded_frames(bytes: Vec<u8>, extension: &str) -> (u32, usize, usize) {
+/// (sample rate, channels, frames) of a WAV or FLAC file.
+pub(crate) fn decoded_frames(bytes: Vec<u8>, extension: &str) -> (u32, usize, usize) {
     let mut reader = open(bytes, extension);
     let track = reader.default_track().expect("track").clone();
     let mut decoder = symphonia::default::get_codecs()

@@ -2,6 +2,7 @@
 //! Runtime library (run `scripts/fetch-onnxruntime` once) and the real libopus.
 
 mod audio;
+mod cli;
 mod common;
 mod packs;
 mod parity;
