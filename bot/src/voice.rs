@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use songbird::Songbird;
+use songbird::driver::{Scheduler, SchedulerConfig};
 use songbird::shards::TwilightMap;
 use twilight_gateway::MessageSender;
 use twilight_model::gateway::event::Event;
@@ -49,7 +50,16 @@ impl Voice {
     pub fn init(&self, user_id: Id<UserMarker>) {
         self.songbird.get_or_init(|| {
             let map = TwilightMap::new(HashMap::from([(0, self.sender.clone())]));
-            Arc::new(Songbird::twilight(Arc::new(map), user_id))
+            // Songbird's default mixer scheduler is a process-wide static whose task lives on the first
+            // runtime that used it. Our own keeps the mixers on this bot's runtime, so a bot started
+            // again in the same process (the tests do) never hands a call to a scheduler that is gone.
+            let scheduler = Scheduler::new(SchedulerConfig::default());
+            let config = songbird::Config::default().scheduler(scheduler);
+            Arc::new(Songbird::twilight_from_config(
+                Arc::new(map),
+                user_id,
+                config,
+            ))
         });
     }
 
