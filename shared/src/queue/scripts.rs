@@ -65,7 +65,8 @@ end
 -- attempt's outcome when the job is gone, already finished, or was cancelled meanwhile (it ends cancelled).
 local function acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, cancel_note)
   redis.call('XACK', stream, group, entry)
-  redis.call('HDEL', entries, entry_field(stream, entry))
+  -- (and the bare id, the field's form before it carried the stream's key)
+  redis.call('HDEL', entries, entry_field(stream, entry), entry)
   local st = redis.call('HGET', jk, 'state')
   if not st then return { 'gone' } end
   if TERMINAL[st] then return { 'duplicate', st } end
@@ -199,8 +200,9 @@ end
 
 -- An entry id that XAUTOCLAIM reports as deleted: put its job back in line from its hash.
 local function recover_deleted(stream, entry)
-  local job = redis.call('HGET', entries, entry_field(stream, entry))
-  redis.call('HDEL', entries, entry_field(stream, entry))
+  -- Fields written before they carried the stream's key are bare entry ids.
+  local job = redis.call('HGET', entries, entry_field(stream, entry)) or redis.call('HGET', entries, entry)
+  redis.call('HDEL', entries, entry_field(stream, entry), entry)
   if not job then return end
   local jk = job_prefix .. job
   local st = redis.call('HGET', jk, 'state')
