@@ -223,7 +223,7 @@ pub async fn start(
         host: crate::config::host_name().unwrap_or_default(),
         gpu: device.clone(),
         vram_total_bytes: card.unwrap_or(0),
-        profile: match (config.profile, card) {
+        profile: match (profile, card) {
             (MemoryProfile::Auto, Some(bytes)) => {
                 format!("auto ({})", MemoryProfile::for_card(bytes))
             }

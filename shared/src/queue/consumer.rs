@@ -382,7 +382,7 @@ pub(crate) fn handback_idle(settings: &super::QueueSettings) -> Duration {
     (settings.reclaim_after * 10).max(Duration::from_secs(3600))
 }
 
-/// Wall-clock time in ms since the Unix epoch, as every timestamp in Redis is written.
+/// This host's wall-clock time in ms since the Unix epoch (the Lua scripts use the Redis server's clock).
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -307,7 +307,10 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
                 format!("{:.0} s", w.max_duration_s),
                 w.busy_with.clone().unwrap_or_else(|| "-".into()),
                 w.jobs_done.to_string(),
-                format!("{} ago", age(now.saturating_sub(w.heartbeat_ms))),
+                match w.heartbeat_ms {
+                    0 => "-".into(), // registered by a worker too old to say
+                    at => format!("{} ago", age(now.saturating_sub(at))),
+                },
             ]);
         }
         out!("{}", workers.render());
