@@ -11,9 +11,9 @@ use radio_shared::job::{
 };
 use radio_shared::queue::{
     CancelOutcome, ClaimedJob, Consumer, EnqueueRequest, EventKind, FinishOutcome, JobFailure,
-    Queue, QueueError,
+    Queue, QueueError, QueueSettings,
 };
-use radio_tests::{TestRedis, eventually};
+use radio_tests::{TestRedis, eventually, fast_settings};
 use redis::AsyncCommands;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -77,7 +77,13 @@ async fn state(queue: &Queue, id: &JobId) -> JobState {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_jobs_through_four_consumers_finish_exactly_once_even_when_one_dies() {
     let redis = TestRedis::start();
-    let queue = redis.queue().await;
+    // Leases of 2 s: a shared machine's stall of a few hundred ms must not pass a live job on.
+    let queue = redis
+        .queue_with(QueueSettings {
+            reclaim_after: Duration::from_secs(2),
+            ..fast_settings()
+        })
+        .await;
     let mut ids = Vec::new();
     for i in 0..1000 {
         let priority = if i % 3 == 0 {

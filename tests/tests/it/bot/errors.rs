@@ -147,6 +147,11 @@ async fn every_user_error_gets_its_own_ephemeral_message() {
         .await
         .expect("station");
     assert!(stored.state.generating.is_empty(), "{:?}", stored.state);
+    assert!(
+        !stored.state.status.is_on() && !stored.state.requests_only,
+        "a refused request leaves the station off: {:?}",
+        stored.state
+    );
     // `/radio play` hears the same when its first track is refused.
     let sent = fake.command(ids::GUILD, &manager(ids::LISTENER), "play", json!([]));
     let text = fake.ephemeral_text(&sent, Duration::from_secs(10)).await;
