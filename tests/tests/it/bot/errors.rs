@@ -7,9 +7,9 @@ use radio_bot::player::recording::RecordingPlayer;
 use radio_shared::job::{GenerateTask, JobSpec, Priority, SongRequest};
 use radio_shared::queue::EnqueueRequest;
 use radio_shared::station::StationStore;
-use radio_tests::TestRedis;
 use radio_tests::fake_discord::{FakeDiscord, Member, World, ids};
 use radio_tests::http_get;
+use radio_tests::{TestRedis, eventually};
 use serde_json::json;
 
 use super::{FakeWorker, RunningBot, WorkerPlan, integer_option, string_option};
@@ -157,13 +157,19 @@ async fn every_user_error_gets_its_own_ephemeral_message() {
     let text = fake.ephemeral_text(&sent, Duration::from_secs(10)).await;
     assert!(text.contains("queue is full"), "{text}");
 
-    let (_, metrics) = http_get(bot.metrics, "/metrics")
-        .await
-        .expect("GET /metrics");
-    assert!(
-        metrics.contains("radio_bot_commands_total{command=\"play\",outcome=\"user_error\"} 6"),
-        "{metrics}"
-    );
+    // Counted once each (the count lands just after the reply, so it is awaited).
+    let addr = bot.metrics;
+    eventually(
+        WAIT,
+        "six refused /radio play commands counted",
+        || async move {
+            let (_, metrics) = http_get(addr, "/metrics").await.ok()?;
+            metrics
+                .contains("radio_bot_commands_total{command=\"play\",outcome=\"user_error\"} 6")
+                .then_some(())
+        },
+    )
+    .await;
     bot.stop().await;
     worker.stop().await;
 }
