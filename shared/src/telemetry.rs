@@ -7,14 +7,14 @@ use tracing_subscriber::EnvFilter;
 /// `RUST_LOG=` in a `.env` copied from `.env.example` leaves it); a filter that does not parse is
 /// reported on stderr and replaced by the default.
 pub fn init_logging(default_filter: &str) {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+    let filter = match crate::config::Env.raw("RUST_LOG") {
+        Some(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
             eprintln!(
                 "RUST_LOG={spec:?} is not a valid log filter ({e}); using {default_filter:?}"
             );
             EnvFilter::new(default_filter)
         }),
-        _ => EnvFilter::new(default_filter),
+        None => EnvFilter::new(default_filter),
     };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()

@@ -136,12 +136,16 @@ fn positive(value: f32, name: &str) -> Result<f32, ConfigError> {
 
 /// This machine's name (`HOSTNAME`, else the kernel's), if it has one.
 pub fn host_name() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+    let from_file = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    };
+    Env.raw("HOSTNAME")
         .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
+        .or_else(|| from_file("/proc/sys/kernel/hostname"))
+        .or_else(|| from_file("/etc/hostname"))
 }
 
 /// `host-pid-xxxx`: unique per process, readable in `radioctl status`.

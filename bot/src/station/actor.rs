@@ -223,20 +223,15 @@ impl Actor {
                 dedup,
                 progress,
             } => {
-                let was_on = self.core.state().status.is_on();
                 let (job, actions) = self.core.request(song, requested_by, announce, dedup);
                 if let Some(progress) = progress {
                     self.progress.insert(job.clone(), progress);
                 }
                 let mut failures = self.execute(actions).await;
                 match failures.remove(&job) {
-                    Some(error) => {
-                        // A refused request does not leave a stopped station switched on.
-                        if !was_on && let Ok(actions) = self.core.stop() {
-                            self.execute(actions).await;
-                        }
-                        Err(error)
-                    }
+                    // A stopped station the request switched on is off again: the core settles it
+                    // when the refusal reaches it.
+                    Some(error) => Err(error),
                     None => {
                         let filled = self.core.tick(now);
                         self.execute(filled).await;
