@@ -132,6 +132,18 @@ impl Keys {
         self.key("result:")
     }
 
+    /// The ids of stored results, scored by when each expires: counts what Redis holds in audio
+    /// without scanning the keyspace (`radio_results_stored`).
+    pub fn results(&self) -> String {
+        self.key("results")
+    }
+
+    /// The ids of finished jobs, scored by when they finished: the oldest records are dropped first
+    /// once more than `RADIO_JOB_HISTORY_MAX` are kept.
+    pub fn finished(&self) -> String {
+        self.key("finished")
+    }
+
     /// Lifecycle and progress events.
     pub fn events(&self) -> String {
         self.key("events")
@@ -236,6 +248,8 @@ mod tests {
             keys.stream(Priority::Radio),
             keys.job(&id),
             keys.result(&id),
+            keys.results(),
+            keys.finished(),
             keys.events(),
             keys.delayed(),
             keys.dead(),

@@ -112,6 +112,15 @@ pub mod queue {
     pub const DEAD: &str = "radio_queue_dead";
     /// Workers with a fresh heartbeat.
     pub const LIVE_WORKERS: &str = "radio_queue_live_workers";
+    /// Bytes Redis has allocated (`used_memory` of `INFO memory`).
+    pub const REDIS_MEMORY_BYTES: &str = "radio_redis_memory_bytes";
+    /// Redis's `maxmemory` (0: no limit).
+    pub const REDIS_MAXMEMORY_BYTES: &str = "radio_redis_maxmemory_bytes";
+    /// The share of `maxmemory` above which the `RadioRedisMemoryHigh` alert fires
+    /// (`RADIO_REDIS_MEMORY_ALERT_SHARE`).
+    pub const REDIS_MEMORY_ALERT_SHARE: &str = "radio_redis_memory_alert_share";
+    /// Results (encoded audio) stored in Redis and not yet delivered.
+    pub const RESULTS_STORED: &str = "radio_results_stored";
 
     /// Every name above.
     pub const ALL: &[&str] = &[
@@ -121,6 +130,10 @@ pub mod queue {
         DELAYED,
         DEAD,
         LIVE_WORKERS,
+        REDIS_MEMORY_BYTES,
+        REDIS_MAXMEMORY_BYTES,
+        REDIS_MEMORY_ALERT_SHARE,
+        RESULTS_STORED,
     ];
 }
 

@@ -48,7 +48,13 @@ pub struct WorkerConfig {
     pub intra_threads: Option<usize>,
     /// The song writer's settings (`LLM_*`).
     pub songwriter: SongWriterConfig,
+    /// `RADIO_REDIS_MEMORY_ALERT_SHARE`: the share of Redis's `maxmemory` above which the
+    /// `RadioRedisMemoryHigh` alert fires (exported as a gauge the alert rule reads).
+    pub redis_memory_alert_share: f64,
 }
+
+/// The default of `RADIO_REDIS_MEMORY_ALERT_SHARE`.
+pub const DEFAULT_REDIS_MEMORY_ALERT_SHARE: f64 = 0.8;
 
 /// The default address of `/metrics` and `/healthz`.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9400";
@@ -118,6 +124,21 @@ impl WorkerConfig {
                 None => None,
             },
             songwriter: SongWriterConfig::from_env(env)?,
+            redis_memory_alert_share: share(env, "RADIO_REDIS_MEMORY_ALERT_SHARE")?,
+        })
+    }
+}
+
+fn share(env: &Env, name: &str) -> Result<f64, ConfigError> {
+    let expected = "a share of maxmemory above 0 and at most 1, e.g. 0.8";
+    let value = env.parse(name, DEFAULT_REDIS_MEMORY_ALERT_SHARE, expected)?;
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name: name.into(),
+            value: value.to_string(),
+            expected: expected.into(),
         })
     }
 }

@@ -61,6 +61,14 @@ pub struct WorkerMetrics {
     pub queue_delayed: IntGauge,
     /// Dead letters.
     pub queue_dead: IntGauge,
+    /// Redis `used_memory`.
+    pub redis_memory: IntGauge,
+    /// Redis `maxmemory`.
+    pub redis_maxmemory: IntGauge,
+    /// The alert threshold as a share of `maxmemory`.
+    pub redis_memory_alert_share: Gauge,
+    /// Results stored and not yet delivered.
+    pub results_stored: IntGauge,
     /// Live workers.
     pub live_workers: IntGauge,
 }
@@ -197,6 +205,22 @@ impl WorkerMetrics {
             queue_delayed: IntGauge::new(q::DELAYED, "Retries waiting for their backoff.")?,
             queue_dead: IntGauge::new(q::DEAD, "Entries in the dead stream.")?,
             live_workers: IntGauge::new(q::LIVE_WORKERS, "Workers with a fresh heartbeat.")?,
+            redis_memory: IntGauge::new(
+                q::REDIS_MEMORY_BYTES,
+                "Bytes Redis has allocated (used_memory).",
+            )?,
+            redis_maxmemory: IntGauge::new(
+                q::REDIS_MAXMEMORY_BYTES,
+                "Redis maxmemory (0: no limit).",
+            )?,
+            redis_memory_alert_share: Gauge::new(
+                q::REDIS_MEMORY_ALERT_SHARE,
+                "Share of maxmemory above which RadioRedisMemoryHigh fires.",
+            )?,
+            results_stored: IntGauge::new(
+                q::RESULTS_STORED,
+                "Results (encoded audio) in Redis not yet delivered.",
+            )?,
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -225,6 +249,10 @@ impl WorkerMetrics {
             Box::new(m.queue_delayed.clone()),
             Box::new(m.queue_dead.clone()),
             Box::new(m.live_workers.clone()),
+            Box::new(m.redis_memory.clone()),
+            Box::new(m.redis_maxmemory.clone()),
+            Box::new(m.redis_memory_alert_share.clone()),
+            Box::new(m.results_stored.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
@@ -249,6 +277,9 @@ impl WorkerMetrics {
         self.queue_delayed.set(status.delayed as i64);
         self.queue_dead.set(status.dead as i64);
         self.live_workers.set(status.workers.len() as i64);
+        self.redis_memory.set(status.memory.used_bytes as i64);
+        self.redis_maxmemory.set(status.memory.max_bytes as i64);
+        self.results_stored.set(status.results_stored as i64);
     }
 
     /// The text exposition format.

@@ -185,6 +185,9 @@ pub async fn start(
 
     let metrics = WorkerMetrics::new().context("creating metrics")?;
     metrics.max_duration.set(f64::from(max_duration_s));
+    metrics
+        .redis_memory_alert_share
+        .set(config.redis_memory_alert_share);
     let role_label = |kind: GraphKind| {
         plan.graphs
             .keys()

@@ -51,6 +51,40 @@ pub struct QueueStatus {
     pub dead: u64,
     /// Live workers.
     pub workers: Vec<WorkerInfo>,
+    /// Results stored and not yet delivered (audio in Redis).
+    pub results_stored: u64,
+    /// Redis's own memory figures.
+    pub memory: RedisMemory,
+}
+
+/// What Redis reports of its memory (`INFO memory`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RedisMemory {
+    /// Bytes Redis has allocated (`used_memory`).
+    pub used_bytes: u64,
+    /// Its `maxmemory` setting (0: no limit).
+    pub max_bytes: u64,
+}
+
+impl RedisMemory {
+    /// Reads the figures out of an `INFO memory` reply; missing ones are 0.
+    pub fn from_info(info: &str) -> Self {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            used_bytes: field("used_memory"),
+            max_bytes: field("maxmemory"),
+        }
+    }
+
+    /// `used / max`, when there is a limit.
+    pub fn used_share(&self) -> Option<f64> {
+        (self.max_bytes > 0).then(|| self.used_bytes as f64 / self.max_bytes as f64)
+    }
 }
 
 /// A row of `radioctl jobs`.
@@ -178,11 +212,18 @@ impl Queue {
                 consumers,
             });
         }
-        let (delayed, dead): (u64, u64) = redis::pipe()
+        let (delayed, dead, results_stored, info): (u64, u64, u64, String) = redis::pipe()
             .cmd("ZCARD")
             .arg(self.keys().delayed())
             .cmd("XLEN")
             .arg(self.keys().dead())
+            // Results whose expiry is still ahead: the index is scored by expiry time.
+            .cmd("ZCOUNT")
+            .arg(self.keys().results())
+            .arg(now_ms())
+            .arg("+inf")
+            .cmd("INFO")
+            .arg("memory")
             .query_async(&mut conn)
             .await
             .map_err(QueueError::redis(DOING))?;
@@ -191,6 +232,8 @@ impl Queue {
             delayed,
             dead,
             workers: self.live_workers().await?,
+            results_stored,
+            memory: RedisMemory::from_info(&info),
         })
     }
 
@@ -415,7 +458,7 @@ impl Queue {
             .key(keys.dead())
             .arg(id)
             .arg(message)
-            .arg(self.settings().job_ttl.as_secs().max(1))
+            .arg(self.retention())
             .arg(self.settings().events_maxlen)
             .arg(CONSUMER_GROUP)
             .invoke_async(&mut self.conn())
@@ -446,5 +489,22 @@ impl Queue {
             total.1 += removed;
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_memory_reads_the_exact_fields_of_info_memory() {
+        let info = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\n\
+                    used_memory_rss:9999999\r\nmaxmemory:4194304\r\nmaxmemory_human:4.00M\r\n\
+                    maxmemory_policy:noeviction\r\n";
+        let memory = RedisMemory::from_info(info);
+        assert_eq!(memory.used_bytes, 1_048_576);
+        assert_eq!(memory.max_bytes, 4_194_304);
+        assert_eq!(memory.used_share(), Some(0.25));
+        assert_eq!(RedisMemory::from_info("maxmemory:0\r\n").used_share(), None);
     }
 }

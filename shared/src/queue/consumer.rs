@@ -170,7 +170,7 @@ impl Consumer {
             .arg(settings.events_maxlen)
             .arg(PROMOTE_LIMIT)
             .arg(settings.max_attempts)
-            .arg(settings.job_ttl.as_secs().max(1))
+            .arg(self.queue.retention())
             .arg(self.max_duration.as_millis() as u64)
             .arg(handback_idle(settings).as_millis() as u64)
             .invoke_async(&mut self.queue.conn())
@@ -295,7 +295,7 @@ impl Consumer {
             .arg(raw)
             .arg(job)
             .arg(keys.job_prefix())
-            .arg(settings.job_ttl.as_secs().max(1))
+            .arg(self.queue.retention())
             .arg(settings.events_maxlen)
             .invoke_async(&mut self.queue.conn())
             .await

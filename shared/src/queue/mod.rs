@@ -29,7 +29,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
-pub use admin::{ConsumerStatus, DeadLetter, JobSummary, QueueStatus, StreamStatus};
+pub use admin::{ConsumerStatus, DeadLetter, JobSummary, QueueStatus, RedisMemory, StreamStatus};
 pub use consumer::{Consumer, now_ms};
 pub use events::{Event, EventFollower, EventKind};
 pub use lease::{ClaimedJob, FinishOutcome, JobControl, JobFailure};
@@ -57,10 +57,13 @@ pub struct QueueSettings {
     pub backoff_base: Duration,
     /// The longest a retry waits.
     pub backoff_max: Duration,
-    /// How long a finished job's audio stays in Redis.
+    /// How long a finished job's audio stays in Redis when nobody collects it. The bot removes a
+    /// result as soon as it has the track, so this bounds only what is never collected.
     pub result_ttl: Duration,
     /// How long a finished job's record stays in Redis.
     pub job_ttl: Duration,
+    /// The most finished job records kept; past it the oldest are dropped (0: no cap, TTL only).
+    pub job_history_max: u64,
     /// How long an idempotency key maps to its job.
     pub dedup_ttl: Duration,
     /// Unfinished jobs one guild may have at once (0: no cap).
@@ -80,8 +83,9 @@ impl Default for QueueSettings {
             max_attempts: 3,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
-            result_ttl: Duration::from_secs(24 * 3600),
+            result_ttl: Duration::from_secs(3600),
             job_ttl: Duration::from_secs(7 * 24 * 3600),
+            job_history_max: 10_000,
             dedup_ttl: Duration::from_secs(24 * 3600),
             guild_cap: 10,
             events_maxlen: 10_000,
@@ -103,6 +107,11 @@ impl QueueSettings {
             backoff_max: env.seconds("RADIO_BACKOFF_MAX_SECS", d.backoff_max)?,
             result_ttl: env.seconds("RADIO_RESULT_TTL_SECS", d.result_ttl)?,
             job_ttl: env.seconds("RADIO_JOB_TTL_SECS", d.job_ttl)?,
+            job_history_max: env.parse(
+                "RADIO_JOB_HISTORY_MAX",
+                d.job_history_max,
+                "a whole number of finished jobs to keep (0: no cap, RADIO_JOB_TTL_SECS only)",
+            )?,
             dedup_ttl: env.seconds("RADIO_DEDUP_TTL_SECS", d.dedup_ttl)?,
             guild_cap: env.parse(
                 "RADIO_GUILD_QUEUE_CAP",
@@ -303,6 +312,19 @@ impl Queue {
     /// The protocol settings.
     pub fn settings(&self) -> &QueueSettings {
         &self.inner.settings
+    }
+
+    /// How finished jobs are kept, as the scripts that end a job take it: `<ttl s>:<history max>:<key
+    /// of the finished index>`. One argument, so every script that can finish a job keeps its
+    /// records the same way.
+    pub(crate) fn retention(&self) -> String {
+        let settings = self.settings();
+        format!(
+            "{}:{}:{}",
+            settings.job_ttl.as_secs().max(1),
+            settings.job_history_max,
+            self.keys().finished()
+        )
     }
 
     /// A connection for short commands (clone per use; requests are pipelined).

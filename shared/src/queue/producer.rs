@@ -132,7 +132,7 @@ impl Queue {
             .key(keys.events())
             .key(keys.delayed())
             .arg(id.as_str())
-            .arg(self.settings().job_ttl.as_secs().max(1))
+            .arg(self.retention())
             .arg(self.settings().events_maxlen)
             .arg(who)
             .invoke_async(&mut self.conn())
@@ -165,5 +165,24 @@ impl Queue {
             .query_async(&mut conn)
             .await
             .map_err(QueueError::redis("reading a result"))
+    }
+
+    /// Removes a delivered result: its audio and its entry in the results index. Call it once the
+    /// audio is safe elsewhere (the bot's track cache, the file `radioctl wait --out` wrote): Redis
+    /// holds audio only between a job's completion and its delivery.
+    pub async fn forget_result(&self, id: &JobId) -> Result<(), QueueError> {
+        let mut conn = self.conn();
+        redis::pipe()
+            .atomic()
+            .cmd("UNLINK")
+            .arg(self.keys().result(id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys().results())
+            .arg(id.as_str())
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(QueueError::redis("removing a delivered result"))
     }
 }

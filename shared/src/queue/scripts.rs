@@ -25,10 +25,24 @@ local function emit(events, maxlen, job, kind, guild, data)
     'job', job, 'type', kind, 'guild', guild or '', 'data', data or '{}')
 end
 
+-- The most lines a job's history keeps: the first (how it came in) and the latest ones, so a job
+-- retried or handed back over and over cannot grow its record without bound. Progress is not history:
+-- it lives in the `progress` field and the events stream.
+local HISTORY_LINES = 50
+
 local function record(jk, now, state, note)
   local line = cjson.encode({ t = now, state = state, note = note or '' })
   local h = redis.call('HGET', jk, 'history')
   if h then h = h .. '\n' .. line else h = line end
+  local _, breaks = string.gsub(h, '\n', '')
+  if breaks >= HISTORY_LINES then
+    local first_end = string.find(h, '\n', 1, true)
+    local rest = string.sub(h, first_end + 1)
+    for _ = 1, breaks + 1 - HISTORY_LINES do
+      rest = string.sub(rest, string.find(rest, '\n', 1, true) + 1)
+    end
+    h = string.sub(h, 1, first_end) .. rest
+  end
   redis.call('HSET', jk, 'history', h, 'updated_ms', now)
 end
 
@@ -36,22 +50,41 @@ local function guild_of(jk)
   return redis.call('HGET', jk, 'guild') or ''
 end
 
--- Moves a job to a terminal state: drops it from its guild's active set, starts its TTL.
-local function finish(jk, job, now, state, ttl, note)
+-- Moves a job to a terminal state: drops it from its guild's active set, starts its TTL and files it in
+-- the index of finished jobs. `retention` is `<ttl s>:<most records kept>:<index key>`; past the most
+-- kept (0: no cap), the oldest finished records are deleted.
+local function finish(jk, job, now, state, retention, note)
+  local ttl, keep, finished = string.match(retention, '^(%d+):(%d+):(.+)$')
+  if not ttl then error('retention must be <ttl s>:<max>:<key>, got ' .. tostring(retention)) end
   redis.call('HSET', jk, 'state', state, 'finished_ms', now)
   redis.call('HDEL', jk, 'worker')
   local active = redis.call('HGET', jk, 'active_key')
   if active then redis.call('SREM', active, job) end
   record(jk, now, state, note)
   redis.call('EXPIRE', jk, ttl)
+  redis.call('ZADD', finished, now, job)
+  redis.call('ZREMRANGEBYSCORE', finished, '-inf', now - tonumber(ttl) * 1000)
+  keep = tonumber(keep)
+  if keep > 0 then
+    local excess = redis.call('ZCARD', finished) - keep
+    if excess > 0 then
+      local prefix = string.sub(jk, 1, #jk - #job)
+      local oldest = redis.call('ZPOPMIN', finished, excess)
+      for i = 1, #oldest, 2 do
+        local old = prefix .. oldest[i]
+        -- A record retried since it was filed is running again: it is filed anew when it ends.
+        if TERMINAL[redis.call('HGET', old, 'state') or ''] then redis.call('DEL', old) end
+      end
+    end
+  end
 end
 
 -- Fails a job for good: its error, a dead letter (replayable with radioctl retry), the end, an event.
-local function bury(jk, job, stream, entry, now, why, ttl, dead, events, maxlen)
+local function bury(jk, job, stream, entry, now, why, retention, dead, events, maxlen)
   redis.call('XADD', dead, '*', 'job', job, 'stream', stream or '', 'entry', entry or '',
     'error', why, 'attempts', redis.call('HGET', jk, 'attempts') or '0', 'failed_ms', now)
   redis.call('HSET', jk, 'error', why)
-  finish(jk, job, now, 'failed', ttl, why)
+  finish(jk, job, now, 'failed', retention, why)
   emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = why, dead = true }))
 end
 
@@ -63,7 +96,7 @@ end
 
 -- Acknowledges the entry of a finished attempt. Returns the reply to give instead of recording the
 -- attempt's outcome when the job is gone, already finished, or was cancelled meanwhile (it ends cancelled).
-local function acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, cancel_note)
+local function acknowledge(stream, group, entry, entries, jk, job, now, retention, events, maxlen, cancel_note)
   redis.call('XACK', stream, group, entry)
   -- (and the bare id, the field's form before it carried the stream's key)
   redis.call('HDEL', entries, entry_field(stream, entry), entry)
@@ -71,7 +104,7 @@ local function acknowledge(stream, group, entry, entries, jk, job, now, ttl, eve
   if not st then return { 'gone' } end
   if TERMINAL[st] then return { 'duplicate', st } end
   if redis.call('HGET', jk, 'cancel') == '1' then
-    finish(jk, job, now, 'cancelled', ttl, cancel_note)
+    finish(jk, job, now, 'cancelled', retention, cancel_note)
     emit(events, maxlen, job, 'cancelled', guild_of(jk), cjson.encode({ note = cancel_note }))
     return { 'cancelled' }
   end
@@ -168,7 +201,7 @@ return { 'ok', entry, position }
 
 /// KEYS: delayed, events, entries, dead, then the job streams in claim order.
 /// ARGV: group, consumer, min idle ms (reclaim after), job prefix, events maxlen, promote limit,
-///       default max attempts, job ttl s, longest track this consumer accepts (ms), idle ms for hand-backs.
+///       default max attempts, retention, longest track this consumer accepts (ms), idle ms for hand-backs.
 /// Returns `{'job', stream, entry, job id, spec, attempt, max attempts, queued ms, reclaimed}`,
 /// `{'malformed', stream, entry, fields json, job id or ''}` or
 /// `{'empty', next due ms or -1, too-long job id, its duration ms, ...}`.
@@ -178,7 +211,7 @@ return { 'ok', entry, position }
 const CLAIM: &str = r#"
 local delayed, events, entries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer, min_idle, job_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local maxlen, promote, default_max, ttl = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local maxlen, promote, default_max, retention = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local max_duration, handback_idle = tonumber(ARGV[9]), ARGV[10]
 local now = now_ms()
 local too_long = {}
@@ -195,7 +228,7 @@ end
 local function dead_letter(stream, entry, jk, job, reason)
   redis.call('XACK', stream, group, entry)
   redis.call('HDEL', entries, entry_field(stream, entry))
-  bury(jk, job, stream, entry, now, reason, ttl, dead, events, maxlen)
+  bury(jk, job, stream, entry, now, reason, retention, dead, events, maxlen)
 end
 
 -- An entry id that XAUTOCLAIM reports as deleted: put its job back in line from its hash.
@@ -327,34 +360,37 @@ emit(events, maxlen, job, 'progress', guild_of(jk), progress)
 return { 'ok', redis.call('HGET', jk, 'cancel') or '0' }
 "#;
 
-/// KEYS: stream, job hash, result, events, entries.
-/// ARGV: group, consumer, entry, job, audio, result ttl s, job ttl s, meta json, events maxlen.
+/// KEYS: stream, job hash, result, events, entries, results index.
+/// ARGV: group, consumer, entry, job, audio, result ttl s, retention, meta json, events maxlen.
 /// Returns `{'ok'}`, `{'cancelled'}`, `{'duplicate', state}` or `{'gone'}`.
 const COMPLETE: &str = r#"
-local stream, jk, result, events, entries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local stream, jk, result, events, entries, results = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local group, consumer, entry, job, audio = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local result_ttl, ttl, meta, maxlen = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local result_ttl, retention, meta, maxlen = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local now = now_ms()
-local early = acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen,
+local early = acknowledge(stream, group, entry, entries, jk, job, now, retention, events, maxlen,
   'cancelled while running; result discarded')
 if early then return early end
 redis.call('SET', result, audio, 'EX', result_ttl)
+-- Indexed by expiry, so the stored results are counted without a scan.
+redis.call('ZADD', results, now + tonumber(result_ttl) * 1000, job)
+redis.call('ZREMRANGEBYSCORE', results, '-inf', now)
 redis.call('HSET', jk, 'result_bytes', string.len(audio), 'result_meta', meta,
   'progress', cjson.encode({ stage = 'encode', fraction = 1.0 }))
-finish(jk, job, now, 'succeeded', ttl, consumer)
+finish(jk, job, now, 'succeeded', retention, consumer)
 emit(events, maxlen, job, 'succeeded', guild_of(jk), meta)
 return { 'ok' }
 "#;
 
 /// KEYS: stream, job hash, events, entries, delayed, dead.
-/// ARGV: group, consumer, entry, job, error, permanent (0/1), backoff ms, job ttl s, events maxlen.
+/// ARGV: group, consumer, entry, job, error, permanent (0/1), backoff ms, retention, events maxlen.
 /// Returns `{'retrying', due ms, attempt, max}`, `{'failed', attempt}`, `{'cancelled'}`, `{'duplicate', state}` or `{'gone'}`.
 const FAIL: &str = r#"
 local stream, jk, events, entries, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local group, consumer, entry, job, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local permanent, backoff, ttl, maxlen = ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local permanent, backoff, retention, maxlen = ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local now = now_ms()
-local early = acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, 'cancelled while running')
+local early = acknowledge(stream, group, entry, entries, jk, job, now, retention, events, maxlen, 'cancelled while running')
 if early then return early end
 local attempt = tonumber(redis.call('HGET', jk, 'attempts')) or 1
 local max = tonumber(redis.call('HGET', jk, 'max_attempts')) or attempt
@@ -362,7 +398,7 @@ redis.call('HSET', jk, 'error', err)
 if permanent or attempt >= max then
   local why = err
   if not permanent then why = 'failed ' .. attempt .. ' of ' .. max .. ' attempts; last error: ' .. err end
-  bury(jk, job, stream, entry, now, why, ttl, dead, events, maxlen)
+  bury(jk, job, stream, entry, now, why, retention, dead, events, maxlen)
   return { 'failed', attempt }
 end
 local due = now + backoff
@@ -375,16 +411,16 @@ emit(events, maxlen, job, 'retrying', guild_of(jk),
 return { 'retrying', due, attempt, max }
 "#;
 
-/// KEYS: stream, job hash, events, entries. ARGV: group, entry, job, job ttl s, events maxlen, note.
+/// KEYS: stream, job hash, events, entries. ARGV: group, entry, job, retention, events maxlen, note.
 /// The worker saw the cancel flag and stopped. Returns `{'cancelled'}`, `{'duplicate', state}` or `{'gone'}`.
 const CANCELLED: &str = r#"
 local stream, jk, events, entries = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local group, entry, job, ttl, maxlen, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local group, entry, job, retention, maxlen, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now = now_ms()
-local early = acknowledge(stream, group, entry, entries, jk, job, now, ttl, events, maxlen, note)
+local early = acknowledge(stream, group, entry, entries, jk, job, now, retention, events, maxlen, note)
 if early then return early end
 -- Stopped without a cancel flag (the worker gave up on it): it ends cancelled all the same.
-finish(jk, job, now, 'cancelled', ttl, note)
+finish(jk, job, now, 'cancelled', retention, note)
 emit(events, maxlen, job, 'cancelled', guild_of(jk), cjson.encode({ note = note }))
 return { 'cancelled' }
 "#;
@@ -408,12 +444,12 @@ end
 return { 'ok' }
 "#;
 
-/// KEYS: job hash, events, delayed. ARGV: job, job ttl s, events maxlen, who.
+/// KEYS: job hash, events, delayed. ARGV: job, retention, events maxlen, who.
 /// Returns `{'cancelled'}` (it was waiting), `{'cancelling'}` (a worker will stop it),
 /// `{'terminal', state}` or `{'unknown'}`.
 const CANCEL: &str = r#"
 local jk, events, delayed = KEYS[1], KEYS[2], KEYS[3]
-local job, ttl, maxlen, who = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local job, retention, maxlen, who = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
 local st = redis.call('HGET', jk, 'state')
 if not st then return { 'unknown' } end
@@ -426,7 +462,7 @@ if st == 'running' then
 end
 -- Queued or waiting for a retry: its stream entry is acknowledged when a worker reaches it.
 redis.call('ZREM', delayed, job)
-finish(jk, job, now, 'cancelled', ttl, 'cancelled by ' .. who)
+finish(jk, job, now, 'cancelled', retention, 'cancelled by ' .. who)
 emit(events, maxlen, job, 'cancelled', guild_of(jk), cjson.encode({ by = who }))
 return { 'cancelled' }
 "#;
@@ -453,11 +489,11 @@ return { 'ok', entry }
 "#;
 
 /// KEYS: stream, dead, entries, events. ARGV: group, entry, reason, raw fields json, job (or ''),
-/// job prefix, job ttl s, events maxlen. Dead-letters an entry that could not be decoded.
+/// job prefix, retention, events maxlen. Dead-letters an entry that could not be decoded.
 const DEAD_LETTER_MALFORMED: &str = r#"
 local stream, dead, entries, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, entry, reason, raw, job = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local job_prefix, ttl, maxlen = ARGV[6], ARGV[7], ARGV[8]
+local job_prefix, retention, maxlen = ARGV[6], ARGV[7], ARGV[8]
 local now = now_ms()
 redis.call('XACK', stream, group, entry)
 redis.call('HDEL', entries, entry_field(stream, entry))
@@ -468,19 +504,19 @@ if job ~= '' then
   local st = redis.call('HGET', jk, 'state')
   if st and not TERMINAL[st] then
     redis.call('HSET', jk, 'error', 'malformed: ' .. reason)
-    finish(jk, job, now, 'failed', ttl, 'malformed: ' .. reason)
+    finish(jk, job, now, 'failed', retention, 'malformed: ' .. reason)
     emit(events, maxlen, job, 'failed', guild_of(jk), cjson.encode({ error = 'malformed: ' .. reason, dead = true }))
   end
 end
 return { 'ok' }
 "#;
 
-/// KEYS: job hash, events, entries, dead. ARGV: job, error, job ttl s, events maxlen, group.
+/// KEYS: job hash, events, entries, dead. ARGV: job, error, retention, events maxlen, group.
 /// Fails a waiting job no live worker can run (too long for all of them). Returns `{'failed'}` or
 /// `{'skipped', state}` when it is no longer waiting.
 const FAIL_UNRUNNABLE: &str = r#"
 local jk, events, entries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local job, err, ttl, maxlen, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local job, err, retention, maxlen, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local st = redis.call('HGET', jk, 'state')
 if st ~= 'queued' then return { 'skipped', st or 'missing' } end
 local now = now_ms()
@@ -489,7 +525,7 @@ if stream and entry then
   redis.call('XACK', stream, group, entry)
   redis.call('HDEL', entries, entry_field(stream, entry))
 end
-bury(jk, job, stream, entry, now, err, ttl, dead, events, maxlen)
+bury(jk, job, stream, entry, now, err, retention, dead, events, maxlen)
 return { 'failed' }
 "#;
 

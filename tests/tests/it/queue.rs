@@ -844,3 +844,84 @@ async fn a_job_too_long_for_every_live_worker_fails_naming_the_largest_duration_
     assert_eq!(queue.dead_letters().await.expect("dead").len(), 1);
     assert_eq!(queue.status().await.expect("status").streams[0].pending, 0);
 }
+
+#[tokio::test]
+async fn finished_records_are_capped_oldest_first_and_results_are_counted_until_delivered() {
+    let redis = TestRedis::start();
+    let queue = redis
+        .queue_with(QueueSettings {
+            job_history_max: 3,
+            ..fast_settings()
+        })
+        .await;
+    let consumer = queue.consumer("w");
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = enqueue(&queue, spec(Priority::Radio)).await;
+        claim(&consumer, Duration::from_secs(2))
+            .await
+            .complete(b"audio", &meta("w"))
+            .await
+            .expect("complete");
+        ids.push(id);
+    }
+    // Only the three newest finished records stay; the results are untouched by the cap.
+    for (i, id) in ids.iter().enumerate() {
+        let kept = queue.job(id).await.expect("job").is_some();
+        assert_eq!(kept, i >= 2, "record {i} of 5 with a cap of 3");
+    }
+    let status = queue.status().await.expect("status");
+    assert_eq!(status.results_stored, 5);
+    assert!(status.memory.used_bytes > 0, "{:?}", status.memory);
+
+    // A delivered result leaves Redis and the count.
+    queue.forget_result(&ids[4]).await.expect("forget");
+    assert!(queue.result(&ids[4]).await.expect("result").is_none());
+    assert_eq!(queue.status().await.expect("status").results_stored, 4);
+    // A record retried by an operator since it was filed runs again: the cap passes it over.
+    let mut once = spec(Priority::Radio);
+    once.max_attempts = Some(1);
+    let retried = enqueue(&queue, once).await;
+    claim(&consumer, Duration::from_secs(2))
+        .await
+        .fail(JobFailure::transient("boom"))
+        .await
+        .expect("fail");
+    queue.retry(&retried).await.expect("retry");
+    let job = claim(&consumer, Duration::from_secs(2)).await;
+    for _ in 0..4 {
+        let id = enqueue(&queue, spec(Priority::Interactive)).await;
+        queue.cancel(&id, "test").await.expect("cancel");
+    }
+    assert_eq!(state(&queue, &retried).await, JobState::Running);
+    job.complete(b"audio", &meta("w")).await.expect("complete");
+    assert_eq!(state(&queue, &retried).await, JobState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_job_handed_back_again_and_again_keeps_a_bounded_history() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let id = enqueue(&queue, spec(Priority::Radio)).await;
+    let consumer = queue.consumer("w");
+    for _ in 0..40 {
+        claim(&consumer, Duration::from_secs(2))
+            .await
+            .release("shutting down")
+            .await
+            .expect("release");
+    }
+    let record = queue.job_required(&id).await.expect("record");
+    assert_eq!(
+        record.history.len(),
+        50,
+        "81 lines (enqueued, then 40 claims and hand-backs), capped at 50"
+    );
+    assert_eq!(record.history[0].note, "enqueued", "the first line stays");
+    assert_eq!(
+        record.history.last().map(|h| h.note.as_str()),
+        Some("shutting down"),
+        "the latest lines stay"
+    );
+    assert_eq!(state(&queue, &id).await, JobState::Queued);
+}

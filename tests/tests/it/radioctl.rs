@@ -212,22 +212,28 @@ async fn wait_writes_the_audio_and_exits_zero_only_on_success() {
 
     let dir = tempdir();
     let out_path = dir.join("song.ogg");
+    let path = out_path.to_str().expect("utf-8");
+    // --keep leaves the audio in Redis; without it, a written result is removed (delivered).
     let out = radioctl(
         &redis,
         &queue,
-        &[
-            "wait",
-            ok.as_str(),
-            "--out",
-            out_path.to_str().expect("utf-8"),
-        ],
+        &["wait", ok.as_str(), "--out", path, "--keep"],
     )
     .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(queue.result(&ok).await.expect("result").is_some(), "kept");
+    std::fs::remove_file(&out_path).expect("remove");
+    let out = radioctl(&redis, &queue, &["wait", ok.as_str(), "--out", path]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(&out_path).expect("written"),
         b"OggS fake audio"
     );
+    assert!(
+        queue.result(&ok).await.expect("result").is_none(),
+        "the written result left Redis"
+    );
+    assert_eq!(queue.status().await.expect("status").results_stored, 0);
     assert!(
         stdout(&out).contains("succeeded \"Fixture\""),
         "{}",

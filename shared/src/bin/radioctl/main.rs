@@ -76,13 +76,17 @@ enum Command {
     },
     /// Enqueue a generation job.
     Enqueue(Box<EnqueueArgs>),
-    /// Follow a job until it ends; with --out, write its audio. Exits 0 only if it succeeded.
+    /// Follow a job until it ends; with --out, write its audio (and remove it from Redis, unless
+    /// --keep). Exits 0 only if it succeeded.
     Wait {
         /// The job id.
         id: JobId,
         /// Where to write the audio.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Leave the audio in Redis after writing it (it expires after RADIO_RESULT_TTL_SECS).
+        #[arg(long, requires = "out")]
+        keep: bool,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
@@ -189,7 +193,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs { state, limit } => jobs(&queue, state, limit, json).await?,
         Command::Show { id } => show(&queue, &id, json).await?,
         Command::Enqueue(args) => enqueue(&queue, *args, json).await?,
-        Command::Wait { id, out, timeout } => {
+        Command::Wait {
+            id,
+            out,
+            keep,
+            timeout,
+        } => {
+            let out = out.map(|path| Output { path, keep });
             return wait(&queue, &id, out, Duration::from_secs(timeout), json).await;
         }
         Command::Cancel { id } => {
@@ -246,6 +256,13 @@ fn print_out(json: bool, value: &serde_json::Value, text: &str) {
     }
 }
 
+/// Where `radioctl wait` writes a finished job's audio.
+struct Output {
+    path: PathBuf,
+    /// Leave the result in Redis afterwards.
+    keep: bool,
+}
+
 async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
     let status = queue.status().await?;
     if json {
@@ -267,6 +284,19 @@ async fn status(queue: &Queue, json: bool) -> anyhow::Result<()> {
         "delayed retries: {}    dead letters: {}",
         status.delayed,
         status.dead
+    );
+    let limit = match status.memory.used_share() {
+        Some(share) => format!(
+            " of maxmemory {} ({:.0} %)",
+            bytes(status.memory.max_bytes),
+            share * 100.0
+        ),
+        None => " (no maxmemory set)".into(),
+    };
+    outln!(
+        "results stored: {}    redis memory: {}{limit}",
+        status.results_stored,
+        bytes(status.memory.used_bytes)
     );
     let mut consumers = Table::new(&["CONSUMER", "STREAM", "PENDING", "IDLE"]);
     let mut any = false;
@@ -484,7 +514,7 @@ async fn enqueue(queue: &Queue, args: EnqueueArgs, json: bool) -> anyhow::Result
 async fn wait(
     queue: &Queue,
     id: &JobId,
-    out: Option<PathBuf>,
+    out: Option<Output>,
     timeout: Duration,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -541,7 +571,7 @@ async fn wait(
         return Ok(ExitCode::from(1));
     }
     let mut written = None;
-    if let Some(path) = &out {
+    if let Some(Output { path, keep }) = &out {
         let audio = queue.result(id).await?.with_context(|| {
             format!(
                 "job {id} succeeded but its result {} has expired",
@@ -560,7 +590,12 @@ async fn wait(
         }
         std::fs::write(path, &audio).with_context(|| format!("writing {}", path.display()))?;
         written = Some(audio.len());
+        // Delivered: Redis keeps audio only until someone has it.
+        if !keep {
+            queue.forget_result(id).await?;
+        }
     }
+    let out = out.map(|o| o.path);
     let title = record
         .result
         .as_ref()
