@@ -1,6 +1,7 @@
 //! The bot's settings, read from the environment (and `.env`). Every error names the setting.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use radio_shared::config::{ConfigError, Env};
 use radio_shared::job::{MAX_DURATION_S, MIN_DURATION_S};
@@ -16,6 +17,8 @@ pub const DEFAULT_DURATION_S: f32 = 60.0;
 pub const DEFAULT_MAX_LENGTH_MAX_S: f32 = 300.0;
 /// The most tracks a station may keep ahead of playback.
 pub const MAX_BUFFER_SIZE: usize = 8;
+/// The default size limit of the track cache, MiB.
+pub const DEFAULT_CACHE_MAX_MB: u64 = 1024;
 
 /// Everything the bot needs besides Redis (which `main` connects and hands to [`crate::run`]).
 #[derive(Debug, Clone)]
@@ -40,6 +43,22 @@ pub struct BotConfig {
     pub default_duration_s: f32,
     /// The largest value `/radio maxlength` accepts, seconds (`MAX_LENGTH_MAX`).
     pub max_length_max_s: f32,
+    /// Where the audio of playing and queued tracks is kept once taken out of Redis
+    /// (`BOT_CACHE_DIR`).
+    pub cache_dir: PathBuf,
+    /// The most the track cache holds before the oldest tracks go (`BOT_CACHE_MAX_MB`).
+    pub cache_max_bytes: u64,
+}
+
+/// `$XDG_CACHE_HOME/ace-radio/tracks`, else `~/.cache/ace-radio/tracks`, else under the temp folder.
+pub fn default_cache_dir() -> PathBuf {
+    let env = Env;
+    env.raw("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.raw("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ace-radio")
+        .join("tracks")
 }
 
 impl BotConfig {
@@ -57,6 +76,8 @@ impl BotConfig {
             gateway_url: None,
             default_duration_s: DEFAULT_DURATION_S,
             max_length_max_s: DEFAULT_MAX_LENGTH_MAX_S,
+            cache_dir: default_cache_dir(),
+            cache_max_bytes: DEFAULT_CACHE_MAX_MB * 1024 * 1024,
         }
     }
 
@@ -149,6 +170,22 @@ impl BotConfig {
                 &default_range,
             ));
         }
+        if let Some(dir) = env.raw("BOT_CACHE_DIR") {
+            config.cache_dir = PathBuf::from(dir.trim());
+        }
+        let mb: u64 = env.parse(
+            "BOT_CACHE_MAX_MB",
+            DEFAULT_CACHE_MAX_MB,
+            "a size in MiB of at least 1 (room for the playing and queued tracks of every station)",
+        )?;
+        if mb == 0 {
+            return Err(err(
+                "BOT_CACHE_MAX_MB",
+                "0".into(),
+                "a size in MiB of at least 1 (room for the playing and queued tracks of every station)",
+            ));
+        }
+        config.cache_max_bytes = mb * 1024 * 1024;
         Ok(config)
     }
 }

@@ -20,12 +20,14 @@ pub mod player;
 pub mod render;
 pub mod state;
 pub mod station;
+pub mod track_cache;
 pub mod user_error;
 pub mod voice;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use radio_shared::queue::Queue;
 use radio_shared::station::StationStore;
 use secrecy::ExposeSecret;
@@ -43,6 +45,7 @@ use crate::metrics::BotMetrics;
 use crate::player::songbird::SongbirdPlayer;
 use crate::state::State;
 use crate::station::Stations;
+use crate::track_cache::TrackCache;
 use crate::voice::Voice;
 
 /// The gateway intents the bot needs: guilds (roles, channels) and voice states.
@@ -98,6 +101,8 @@ pub async fn run_with(
         Playback::Songbird => Arc::new(SongbirdPlayer::new(voice.clone())),
         Playback::Custom(player) => player,
     };
+    let tracks = TrackCache::open(&config.cache_dir, config.cache_max_bytes)
+        .context("opening the track cache (BOT_CACHE_DIR)")?;
     let (gateway_ready, _) = watch::channel(false);
     let state = Arc::new(State {
         store: StationStore::new(queue.clone()),
@@ -108,6 +113,7 @@ pub async fn run_with(
         bot_user: std::sync::OnceLock::new(),
         voice,
         player,
+        tracks,
         guilds: GuildCache::default(),
         stations: Stations::default(),
         metrics: BotMetrics::new(),

@@ -16,6 +16,7 @@ use crate::guilds::GuildCache;
 use crate::metrics::BotMetrics;
 use crate::player::Player;
 use crate::station::Stations;
+use crate::track_cache::TrackCache;
 use crate::voice::Voice;
 
 /// Shared by the gateway loop, the interaction handlers, the event follower and the stations.
@@ -37,6 +38,8 @@ pub struct State {
     pub voice: Arc<Voice>,
     /// Playback.
     pub player: Arc<dyn Player>,
+    /// The audio of the tracks stations still need, taken out of Redis.
+    pub tracks: TrackCache,
     /// Roles, channels and voice states seen on the gateway.
     pub guilds: GuildCache,
     /// The stations running in this process.

@@ -65,7 +65,12 @@ impl TestRedis {
         }
     }
 
-    /// The server's port.
+    /// Its private folder (removed with it): tests keep their other files here too.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }

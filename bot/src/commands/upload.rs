@@ -5,6 +5,7 @@ use twilight_util::builder::command::SubCommandBuilder;
 use super::Ctx;
 use crate::interaction::Reply;
 use crate::render;
+use crate::track_cache;
 use crate::user_error::{CommandError, UserError};
 
 /// The largest file a bot may attach without a boosted server (10 MiB).
@@ -39,12 +40,10 @@ pub async fn run(ctx: &Ctx) -> Result<(), CommandError> {
     let view = ctx.station().view().await?;
     let track = view.state.now_playing.ok_or(UserError::NothingPlaying)?;
     ctx.responder.defer(false).await;
-    let audio = ctx
-        .state
-        .queue
-        .result(&track.job)
+    let audio = track_cache::collect(&ctx.state.queue, &ctx.state.tracks, ctx.guild, &track.job)
         .await?
-        .ok_or(UserError::AudioExpired)?;
+        .ok_or(UserError::AudioExpired)?
+        .to_vec();
     let size = audio.len() as u64;
     if size > UPLOAD_LIMIT_BYTES {
         return Err(UserError::TooLargeToUpload {

@@ -18,6 +18,7 @@ use crate::interaction::{ProgressMessage, Reply};
 use crate::player::{PlayerEvent, Track, ogg_opus_duration};
 use crate::render;
 use crate::state::State;
+use crate::track_cache;
 use crate::user_error::{CommandError, UserError};
 
 type Waiter = oneshot::Sender<Result<Answer, CommandError>>;
@@ -167,6 +168,9 @@ impl Actor {
                 self.execute(actions).await;
             }
             Msg::Event(event) => {
+                if matches!(event.kind, EventKind::Succeeded(_)) && self.is_generating(&event.job) {
+                    self.take_delivery(&event.job).await;
+                }
                 let actions = self.job_event(event, now);
                 self.execute(actions).await;
             }
@@ -433,6 +437,7 @@ impl Actor {
                     Ok(None) => todo.extend(self.core.job_cancelled(&job, now)),
                     Ok(Some(record)) => match record.state {
                         JobState::Succeeded => {
+                            self.take_delivery(&job).await;
                             todo.extend(self.core.job_succeeded(&job, record.result, now));
                         }
                         JobState::Failed => todo.extend(self.core.job_failed(&job, now)),
@@ -532,18 +537,36 @@ impl Actor {
         refused
     }
 
+    fn is_generating(&self, job: &JobId) -> bool {
+        self.core.state().generating.iter().any(|t| t.job == *job)
+    }
+
+    /// Takes a finished job's audio out of Redis into the track cache as soon as the station hears
+    /// of it, whether or not it plays now: Redis holds audio only until it is delivered. A failure
+    /// leaves it in Redis; playing it tries again.
+    async fn take_delivery(&self, job: &JobId) {
+        let state = &self.state;
+        match track_cache::collect(&state.queue, &state.tracks, self.guild, job).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                warn!(guild_id = self.guild, job_id = %job, "a succeeded job has no stored result")
+            }
+            Err(e) => {
+                warn!(guild_id = self.guild, job_id = %job, error = %e, "taking a result failed; playing it tries again")
+            }
+        }
+    }
+
     async fn play(&mut self, track: &StationTrack, index: Option<usize>) -> Result<(), String> {
-        let audio = self
-            .state
-            .queue
-            .result(&track.job)
+        let state = &self.state;
+        let audio = track_cache::collect(&state.queue, &state.tracks, self.guild, &track.job)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or("its audio is no longer stored")?;
+            .ok_or("its audio is no longer stored (expired, or the track cache was lost)")?;
         let duration = ogg_opus_duration(&audio).ok_or("the result is not Ogg Opus audio")?;
         let item = Track {
             job: track.job.clone(),
-            audio: audio.into(),
+            audio,
             duration,
             title: render::title(track),
         };
@@ -607,6 +630,7 @@ impl Actor {
             warn!(guild_id = self.guild, error = %e, "saving station settings failed");
         }
         if self.core.take_state_dirty() || self.unsaved {
+            self.tidy_cache().await;
             match self.state.store.save_state(&guild, self.core.state()).await {
                 Ok(()) => self.unsaved = false,
                 Err(e) => {
@@ -615,6 +639,19 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Drops the cached audio of tracks the station no longer has (played, skipped, discarded).
+    async fn tidy_cache(&self) {
+        let state = self.core.state();
+        let keep = state
+            .now_playing
+            .iter()
+            .chain(&state.ready)
+            .chain(&state.generating)
+            .map(|t| t.job.clone())
+            .collect();
+        self.state.tracks.retain(self.guild, keep).await;
     }
 
     fn update_gauges(&mut self) {

@@ -176,6 +176,8 @@ async fn child() {
     config.api_proxy = env.raw("DISCORD_API_PROXY");
     config.gateway_url = env.raw("DISCORD_GATEWAY_URL");
     config.dj_role = Some("DJ".into());
+    config.cache_dir =
+        std::env::temp_dir().join(format!("radio-measure-tracks-{}", std::process::id()));
     let player = RecordingPlayer::with_speed(5.0);
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -5,6 +5,7 @@ mod discord;
 mod errors;
 mod measure;
 mod restart;
+mod soak;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ impl RunningBot {
         config.gateway_url = Some(fake.gateway_url());
         config.dj_role = Some("DJ".into());
         config.buffer_size = 2;
+        // One cache per Redis: a bot restarted on the same deployment finds its tracks again.
+        config.cache_dir = redis.dir().join("bot-tracks");
         let mut settings = fast_settings();
         configure(&mut config, &mut settings);
         let bot_queue = Queue::connect(&redis.config_for(queue), settings)
@@ -106,6 +109,8 @@ pub struct WorkerPlan {
     pub step_delay: Duration,
     /// Claim and run jobs (`false`: only register as live).
     pub consume: bool,
+    /// The audio every job returns (default: the 5 s fixture).
+    pub audio: Option<Arc<[u8]>>,
 }
 
 impl Default for WorkerPlan {
@@ -115,6 +120,7 @@ impl Default for WorkerPlan {
             steps: vec![(Stage::Llm, 0.1), (Stage::Diffusion, 0.5)],
             step_delay: Duration::from_millis(50),
             consume: true,
+            audio: None,
         }
     }
 }
@@ -163,7 +169,7 @@ impl FakeWorker {
         if plan.consume {
             let consumer = queue.consumer(id.clone());
             let shutdown = shutdown.clone();
-            let audio = fixture_audio();
+            let audio = plan.audio.clone().unwrap_or_else(|| fixture_audio().into());
             tasks.push(tokio::spawn(async move {
                 let mut n = 0;
                 while let Ok(Some(job)) = consumer.claim_next(&shutdown).await {

@@ -120,3 +120,64 @@ async fn a_restarted_bot_resumes_the_station_where_it_was() {
     bot.stop().await;
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bot_restarted_without_its_track_cache_generates_new_tracks_instead_of_replaying() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let fake = FakeDiscord::start(World::default_guild()).await;
+    let worker = FakeWorker::start(&queue, WorkerPlan::default());
+    let store = StationStore::new(queue.clone());
+    let guild = ids::GUILD.to_string();
+
+    let first_player = RecordingPlayer::new();
+    let bot = RunningBot::start(&redis, &queue, &fake, first_player.clone(), |_, _| {}).await;
+    fake.wait_identified(1, Duration::from_secs(10)).await;
+    fake.command(ids::GUILD, &Member::dj(ids::LISTENER), "play", json!([]));
+    // 5 s tracks at real speed: the stop lands in the middle of the first one.
+    eventually(Duration::from_secs(30), "a track to be playing", || {
+        let store = store.clone();
+        let guild = guild.clone();
+        async move { store.load(&guild).await.ok()?.state.now_playing }
+    })
+    .await;
+    bot.stop().await;
+    let saved = store.load(&guild).await.expect("load").state;
+    let interrupted = saved
+        .now_playing
+        .map(|t| t.job)
+        .expect("the bot stopped during a track");
+    // The bot took every finished track out of Redis: only its cache had the audio.
+    assert!(
+        queue.result(&interrupted).await.expect("result").is_none(),
+        "the playing track's audio left Redis when the bot took it"
+    );
+
+    // Second life on another machine: same Redis, an empty cache.
+    let elsewhere = redis.dir().join("another-host-cache");
+    let second_player = RecordingPlayer::with_speed(5.0);
+    let bot = RunningBot::start(&redis, &queue, &fake, second_player.clone(), |config, _| {
+        config.cache_dir = elsewhere
+    })
+    .await;
+    fake.wait_identified(2, Duration::from_secs(10)).await;
+    fake.wait(
+        Duration::from_secs(20),
+        "new tracks to play after the restart",
+        || (second_player.started(ids::GUILD).len() >= 2).then_some(()),
+    )
+    .await;
+    let played = second_player.started(ids::GUILD);
+    assert!(
+        !played.contains(&interrupted),
+        "a track whose audio was lost is not replayed: {played:?}"
+    );
+    assert!(
+        played
+            .iter()
+            .all(|j| !first_player.started(ids::GUILD).contains(j)),
+        "only new tracks play"
+    );
+    bot.stop().await;
+    worker.stop().await;
+}
