@@ -6,6 +6,7 @@
 //! with a message that says how to get it; `scripts/test` installs it.
 
 pub mod audio;
+pub mod debian_root;
 pub mod fake_discord;
 pub mod redis_server;
 pub mod worker_process;

@@ -3,6 +3,7 @@
 mod bot;
 mod dashboards;
 mod deploy;
+mod images;
 mod queue;
 mod radioctl;
 mod up;

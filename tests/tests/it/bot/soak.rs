@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use radio_bot::player::recording::RecordingPlayer;
 use radio_shared::job::{AudioFormat, JobState};
-use radio_shared::queue::RedisMemory;
+use radio_shared::queue::{QueueSettings, RedisMemory};
 use radio_shared::station::StationStore;
-use radio_tests::TestRedis;
 use radio_tests::fake_discord::{FakeDiscord, Member, World, ids};
+use radio_tests::{TestRedis, fast_settings};
 use serde_json::json;
 
 use super::{FakeWorker, RunningBot, WorkerPlan};
@@ -27,6 +27,9 @@ use super::{FakeWorker, RunningBot, WorkerPlan};
 const STATIONS: u64 = 10;
 const BUFFER: usize = 2;
 const SPEED: f64 = 60.0;
+/// Finished records kept: low enough that the long soak reaches the cap and levels off (the default,
+/// 10,000, levels off later and higher: README, "Redis memory").
+const HISTORY_MAX: u64 = 500;
 
 /// 60 s of stereo noise under a tone, encoded as the worker encodes (noise keeps Opus near its
 /// bitrate, as music does): about 1 MB, like a real 60 s track.
@@ -69,7 +72,11 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
     );
 
     let redis = TestRedis::start();
-    let queue = redis.queue().await;
+    let settings = QueueSettings {
+        job_history_max: HISTORY_MAX,
+        ..fast_settings()
+    };
+    let queue = redis.queue_with(settings.clone()).await;
     let fake = FakeDiscord::start(World::guilds(STATIONS)).await;
     let worker = FakeWorker::start(
         &queue,
@@ -81,8 +88,9 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
         },
     );
     let player = RecordingPlayer::with_speed(SPEED);
-    let bot = RunningBot::start(&redis, &queue, &fake, player.clone(), |config, _| {
+    let bot = RunningBot::start(&redis, &queue, &fake, player.clone(), |config, bot| {
         config.buffer_size = BUFFER;
+        *bot = settings;
     })
     .await;
     fake.wait_identified(1, Duration::from_secs(30)).await;
@@ -115,6 +123,25 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
     }
     let played = started();
     let results_left = queue.status().await.expect("status").results_stored;
+    // What one finished job's record costs (its spec, song description and history).
+    let record_bytes = match queue
+        .jobs(Some(JobState::Succeeded), 1)
+        .await
+        .expect("jobs")
+        .first()
+    {
+        Some(job) => {
+            let mut conn = redis.raw().await;
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(queue.keys().job(&job.id))
+                .query_async::<Option<u64>>(&mut conn)
+                .await
+                .expect("MEMORY USAGE")
+                .unwrap_or(0)
+        }
+        None => 0,
+    };
     bot.stop().await;
     worker.stop().await;
 
@@ -136,7 +163,8 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
         "soak: {played} tracks of {:.2} MB on {STATIONS} stations (buffer {BUFFER}, {SPEED}× playback); \
          Redis used_memory: baseline {:.1} MiB, median over the second half {:.1} MiB \
          ({:.2} MiB per station above baseline), peak {:.1} MiB, bound {:.1} MiB; {} samples; \
-         results left in Redis at the end: {results_left}",
+         results left in Redis at the end: {results_left}; one finished record: {record_bytes} bytes \
+         (at most {HISTORY_MAX} kept)",
         track_bytes as f64 / 1e6,
         mib(baseline),
         mib(median_late),
