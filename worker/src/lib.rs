@@ -23,5 +23,6 @@ pub mod service;
 pub mod songwriter;
 pub mod studio;
 pub mod vram;
+pub mod write_command;
 
 pub(crate) use radio_shared::queue::now_ms;

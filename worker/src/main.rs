@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use radio_shared::config::{Env, load_dotenv};
-use radio_worker::{config::WorkerConfig, generate, http, pack_verify, plan_command, service};
+use radio_worker::{
+    config::WorkerConfig, generate, http, pack_verify, plan_command, service, write_command,
+};
 use tokio_util::sync::CancellationToken;
 
 /// The Ace Radio GPU worker.
@@ -25,6 +27,8 @@ enum Command {
     Run,
     /// Render one song to a file, without Redis.
     Generate(generate::GenerateArgs),
+    /// Write one song description for a station (title, caption, lyrics), without rendering audio.
+    Write(write_command::WriteArgs),
     /// Check model packs.
     #[command(subcommand)]
     Pack(pack_verify::PackCommand),
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Run => run(),
         Command::Generate(args) => generate::run(args),
+        Command::Write(args) => write_command::run(args),
         Command::Pack(command) => pack_verify::run(command),
         Command::Plan(args) => plan_command::run(args),
         Command::Healthcheck => healthcheck(),

@@ -291,7 +291,7 @@ fn a_small_token_limit_keeps_the_complete_fields_and_repairs_the_rest() {
     assert_valid(&song.description, &b);
     assert_eq!(song.writer, Writer::Llm, "{:?}", song.note);
     assert_eq!(song.stats.generated_tokens, 160);
-    let Some(WriterNote::Repaired { fields, stop }) = &song.note else {
+    let Some(WriterNote::Repaired { fields, stop, .. }) = &song.note else {
         panic!("expected a repair note, got {:?}", song.note);
     };
     assert_eq!(*stop, StopReason::TokenLimit);
@@ -668,10 +668,15 @@ fn a_cut_off_answer_keeps_its_complete_fields() {
     assert!(r.repaired.contains(&SongField::Lyrics));
     assert_valid(d, &garbage_brief());
 
-    // Cut inside the caption: the partial last word goes, the rest comes from the template.
+    // Cut inside the caption: the partial last word goes, the rest comes from the template; what is
+    // left names no sound, so the template's description of the sound is added.
     let r =
         repair(br#"{"title": "Paper Moon", "caption": "lofi hip hop, dusty dr"#).expect("usable");
-    assert_eq!(r.description.caption, "lofi hip hop, dusty");
+    let caption = &r.description.caption;
+    assert!(
+        caption.starts_with("lofi hip hop, dusty, ") && caption.len() > 30,
+        "{caption}"
+    );
     assert_valid(&r.description, &garbage_brief());
 }
 

@@ -90,6 +90,11 @@ async fn scripts_up_runs_the_stack_writes_a_demo_track_and_stops_everything_it_s
         .expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Ace Radio is running"), "{stdout}");
+    // scripts/test fetched the small real model (.runtime/llm), so the demo song is the LLM's.
+    assert!(
+        stdout.contains("(written by llm)"),
+        "the demo song should come from the real model: {stdout}"
+    );
     assert!(
         stdout.contains("stopping what scripts/up started"),
         "{stdout}"

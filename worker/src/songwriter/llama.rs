@@ -469,11 +469,18 @@ impl LlamaSongWriter {
 
         // The prompt: the newest recent titles, fewer if the context is tight.
         let system = prompt::system_message();
+        let (example_request, example_answer) = prompt::example_exchange();
         let template = model.chat_template(None).ok();
         let mut titles = prompt::MAX_PROMPT_TITLES;
         let (tokens, prompt_format) = loop {
             let user = prompt::user_message(brief, titles);
-            let (text, format) = render_prompt(model, template.as_ref(), &system, &user);
+            let messages = [
+                ("system", system.as_str()),
+                ("user", example_request.as_str()),
+                ("assistant", example_answer.as_str()),
+                ("user", user.as_str()),
+            ];
+            let (text, format) = render_prompt(model, template.as_ref(), &messages);
             let tokens = tokenize_prompt(model, &text);
             if count(tokens.len()) + MIN_ANSWER_TOKENS <= self.context_size || titles == 0 {
                 break (tokens, format);
@@ -510,6 +517,10 @@ impl LlamaSongWriter {
         let mut grammar = LlamaSampler::grammar(model, &grammar_text, "root")
             .map_err(|e| GenerateError::Grammar(e.to_string()))?;
         let mut chain = LlamaSampler::chain_simple([
+            // Small models loop ("I am eet, I am eet, …"): DRY penalises repeating a sequence, the
+            // repetition penalty repeating a token lately.
+            LlamaSampler::dry(model, 0.8, 1.75, 2, 256, ["\n", ":", "\"", "*"]),
+            LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0),
             LlamaSampler::top_k(40),
             LlamaSampler::top_p(0.95, 1),
             LlamaSampler::min_p(0.05, 1),
@@ -643,18 +654,17 @@ fn position(index: usize) -> i32 {
     i32::try_from(index).unwrap_or(i32::MAX)
 }
 
-/// Formats system and user messages with the model's chat template, or with a plain layout when the model
-/// has none or llama.cpp cannot apply it.
+/// Formats `(role, content)` messages (a system message, then user and assistant turns) with the model's
+/// chat template, or with a plain layout when the model has none or llama.cpp cannot apply it.
 pub(crate) fn render_prompt(
     model: &LlamaModel,
     template: Option<&LlamaChatTemplate>,
-    system: &str,
-    user: &str,
+    messages: &[(&str, &str)],
 ) -> (String, PromptFormat) {
     if let Some(template) = template {
-        let messages = [("system", system), ("user", user)]
-            .into_iter()
-            .map(|(role, content)| LlamaChatMessage::new(role.into(), content.into()))
+        let messages = messages
+            .iter()
+            .map(|(role, content)| LlamaChatMessage::new((*role).into(), (*content).into()))
             .collect::<Result<Vec<_>, _>>();
         match messages.map(|m| model.apply_chat_template(template, &m, true)) {
             Ok(Ok(text)) => return (text, PromptFormat::ModelTemplate),
@@ -666,10 +676,15 @@ pub(crate) fn render_prompt(
             }
         }
     }
-    (
-        format!("{system}\n\n### Request\n{user}\n\n### Answer (JSON)\n"),
-        PromptFormat::Fallback,
-    )
+    let mut text = String::new();
+    for (role, content) in messages {
+        match *role {
+            "user" => text.push_str(&format!("### Request\n{content}\n\n### Answer (JSON)\n")),
+            "assistant" => text.push_str(&format!("{content}\n\n")),
+            _ => text.push_str(&format!("{content}\n\n")),
+        }
+    }
+    (text, PromptFormat::Fallback)
 }
 
 /// Tokenises the prompt with special tokens parsed; adds the model's BOS unless the template already did.
@@ -731,16 +746,21 @@ mod tests {
         let own = model
             .chat_template(None)
             .expect("the fixture has a ChatML template");
-        let (text, format) = render_prompt(&model, Some(&own), "sys", "hello");
+        let (text, format) =
+            render_prompt(&model, Some(&own), &[("system", "sys"), ("user", "hello")]);
         assert_eq!(format, PromptFormat::ModelTemplate);
         assert!(text.contains("<|im_start|>user\nhello<|im_end|>"), "{text}");
         assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
 
         let unknown = LlamaChatTemplate::new("{{ no template llama.cpp knows }}").expect("no NUL");
-        let (text, format) = render_prompt(&model, Some(&unknown), "sys", "hello");
+        let (text, format) = render_prompt(
+            &model,
+            Some(&unknown),
+            &[("system", "sys"), ("user", "hello")],
+        );
         assert_eq!(format, PromptFormat::Fallback);
         assert!(text.starts_with("sys\n\n### Request\nhello"), "{text}");
-        let (_, format) = render_prompt(&model, None, "sys", "hello");
+        let (_, format) = render_prompt(&model, None, &[("system", "sys"), ("user", "hello")]);
         assert_eq!(format, PromptFormat::Fallback);
     }
 

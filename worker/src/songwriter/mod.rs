@@ -23,6 +23,7 @@ mod lenient_json;
 mod llama;
 mod lyrics;
 mod prompt;
+pub mod quality;
 mod repair;
 mod template;
 
@@ -276,6 +277,8 @@ pub enum WriterNote {
     Repaired {
         /// The fields that were changed.
         fields: Vec<SongField>,
+        /// What the quality checks found (copied instructions, loops, …).
+        findings: Vec<quality::Finding>,
         /// Why generation ended.
         stop: StopReason,
     },
@@ -289,11 +292,20 @@ pub enum WriterNote {
 impl fmt::Display for WriterNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WriterNote::Repaired { fields, stop } if fields.is_empty() => {
+            WriterNote::Repaired { fields, stop, .. } if fields.is_empty() => {
                 write!(f, "LLM output used as written; generation {stop}")
             }
-            WriterNote::Repaired { fields, stop } => {
-                let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
+            WriterNote::Repaired {
+                fields,
+                findings,
+                stop,
+            } => {
+                let mut names: Vec<String> =
+                    fields.iter().map(|f| f.as_str().to_string()).collect();
+                if !findings.is_empty() {
+                    let found: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                    names.push(format!("found {}", found.join(", ")));
+                }
                 write!(
                     f,
                     "LLM output repaired ({}); generation {stop}",
@@ -506,6 +518,7 @@ impl SongWriters {
                             || generation.stop != StopReason::Finished)
                             .then(|| WriterNote::Repaired {
                                 fields: repaired.repaired.clone(),
+                                findings: repaired.findings.clone(),
                                 stop: generation.stop,
                             });
                         ((repaired.description, Writer::Llm, note), stats)

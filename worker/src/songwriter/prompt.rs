@@ -20,21 +20,35 @@ const SCHEMA_KEYS: [&str; 12] = [
     "C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
 ];
 
-/// The system message: the job and the rules.
+/// The system message: the job, in a few words. Field-by-field instructions are left to the schema and
+/// the example: a small model copies instruction text into its answer ("A short, new song title").
 pub(crate) fn system_message() -> String {
-    format!(
-        "You are the songwriter of an AI radio station. For each request you invent one original song and \
-         answer with a single JSON object, nothing else.\n\
-         - title: a short, new song title (2 to 6 words, at most {MAX_TITLE_CHARS} characters).\n\
-         - caption: one line for a music generator describing the sound: genre, mood, instruments, vocal \
-         style, production. No artist names, at most {MAX_CAPTION_CHARS} characters.\n\
-         - bpm: tempo in beats per minute that suits the genre.\n\
-         - keyscale: the key, like \"A minor\" or \"Eb major\".\n\
-         - timesignature: beats per bar (2, 3, 4 or 6).\n\
-         - lyrics: the song's sections in order; each has a section name and short singable lines (at most \
-         {MAX_LINE_CHARS} characters, no brackets, no section names inside lines).\n\
-         Write the lyrics in the requested language. Never reuse a title from the list of recent titles."
-    )
+    "You are the songwriter of a radio station. For each request, invent one new, original song and \
+     answer with its JSON object only."
+        .to_string()
+}
+
+/// One request and its answer, shown before the real request: what a good answer looks like. Its station
+/// shares nothing with real ones (quality checks catch a copied example).
+pub(crate) fn example_exchange() -> (String, String) {
+    let request = "Genre: indie rock\nTheme: a road trip with old friends\nLength: 60 seconds\n\
+                   Lyrics language: English (en)\n\
+                   Lyrics size: 3 sections (verse, chorus, verse), about 4 lines each.\n\
+                   Answer with the JSON object only.";
+    let answer = r#"{"title":"Rust on the Dashboard","caption":"jangly indie rock, warm and nostalgic, chiming guitars, driving bass, loose drums, raspy male vocals","bpm":124,"keyscale":"D major","timesignature":4,"lyrics":[{"section":"verse","lines":["Four of us and a borrowed van","Maps unfolding on our knees","Every exit is a plan","Windows down to catch the breeze"]},{"section":"chorus","lines":["Keep the engine humming","Sing it out of tune","We were never younger","Than under this moon"]},{"section":"verse","lines":["Gas station coffee, broken strings","Polaroids of who we were","Keep the small and silly things","Long after the miles blur"]}]}"#;
+    (request.to_string(), answer.to_string())
+}
+
+/// What the model is shown besides the station's settings: the texts a title, caption or lyric line must
+/// not copy (see `quality`).
+pub(crate) fn instruction_texts(brief: &SongBrief) -> Vec<String> {
+    let (request, answer) = example_exchange();
+    vec![
+        system_message(),
+        request,
+        answer,
+        user_message(brief, MAX_PROMPT_TITLES),
+    ]
 }
 
 /// The user message: this station, this song.
@@ -155,6 +169,25 @@ pub(crate) fn language_name(code: &str) -> String {
     format!("{name} ({code})")
 }
 
+/// The caption's pattern: it starts with the station's genre and goes on in plain words (letters,
+/// spaces, commas, hyphens, apostrophes), so a small model describes the sound instead of telling a story,
+/// and cannot put markup or numbers in it. Up to [`MAX_CAPTION_CHARS`] characters in all.
+fn caption_pattern(brief: &SongBrief) -> String {
+    let genre: String = sanitize(&brief.station.genre, 60)
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '&'))
+        .collect();
+    let genre = genre.trim();
+    let rest = MAX_CAPTION_CHARS
+        .saturating_sub(genre.chars().count() + 2)
+        .max(20);
+    if genre.is_empty() {
+        return format!("^[a-zA-Z][a-zA-Z ,'-]{{9,{rest}}}$");
+    }
+    format!("^{genre}, [a-zA-Z][a-zA-Z ,'-]{{9,{rest}}}$")
+}
+
 /// The JSON schema of the answer for `brief`, as text: only the fields the requester left open, in a fixed
 /// order (llama.cpp's grammar keeps the schema's property order; `serde_json`'s map would sort them).
 pub(crate) fn answer_schema(brief: &SongBrief) -> String {
@@ -167,7 +200,7 @@ pub(crate) fn answer_schema(brief: &SongBrief) -> String {
     if brief.fixed_caption().is_none() {
         add(
             "caption",
-            json!({"type": "string", "minLength": 10, "maxLength": MAX_CAPTION_CHARS}),
+            json!({"type": "string", "pattern": caption_pattern(brief)}),
         );
     }
     if brief.fixed_bpm().is_none() {

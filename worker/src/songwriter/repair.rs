@@ -10,7 +10,8 @@ use radio_shared::job::{TIME_SIGNATURES, normalize_keyscale};
 use serde_json::{Map, Value};
 
 use super::lyrics::{self, Section};
-use super::{MAX_CAPTION_CHARS, MAX_TITLE_CHARS, SongBrief, SongDescription, lenient_json};
+use super::quality::{self, Finding, Flaw, Instructions};
+use super::{MAX_CAPTION_CHARS, MAX_TITLE_CHARS, SongBrief, SongDescription, lenient_json, prompt};
 
 /// A field of a song description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +61,8 @@ pub struct Repaired {
     pub description: SongDescription,
     /// Fields the LLM was asked for that had to be repaired or replaced.
     pub repaired: Vec<SongField>,
+    /// What [`quality::inspect`] found in the answer (each such field was replaced or thinned).
+    pub findings: Vec<Finding>,
 }
 
 /// Why an answer cannot be used at all.
@@ -192,19 +195,97 @@ pub fn repair_llm_output(
     if !tally.used_any {
         return Err(Unusable::NothingUsable);
     }
-    let repaired = tally.repaired;
+    let mut description = SongDescription {
+        title,
+        caption,
+        lyrics,
+        bpm,
+        keyscale,
+        timesignature,
+        language: brief.language(),
+    };
+    let findings = fix_flaws(&mut description, brief, template, &mut tally);
     Ok(Repaired {
-        description: SongDescription {
-            title,
-            caption,
-            lyrics,
-            bpm,
-            keyscale,
-            timesignature,
-            language: brief.language(),
-        },
-        repaired,
+        description,
+        repaired: tally.repaired,
+        findings,
     })
+}
+
+/// Replaces what [`quality::inspect`] finds: looping lyrics are thinned (or replaced when that is not
+/// enough), a bad title comes from the first lyric line or the template, a bad caption from the template.
+/// Returns the findings.
+fn fix_flaws(
+    d: &mut SongDescription,
+    brief: &SongBrief,
+    template: &SongDescription,
+    tally: &mut Tally,
+) -> Vec<Finding> {
+    let texts = prompt::instruction_texts(brief);
+    let instructions = Instructions::new(texts.iter().map(String::as_str), brief);
+    let findings = quality::inspect(d, brief, &instructions);
+    let flawed = |field| findings.iter().any(|f| f.field == field);
+    let mut lyrics_replaced = false;
+    if flawed(SongField::Lyrics) {
+        let repetitive_only = findings
+            .iter()
+            .filter(|f| f.field == SongField::Lyrics)
+            .all(|f| f.flaw == Flaw::Repetitive);
+        let thinned = quality::thin_repeats(&d.lyrics);
+        let candidate = SongDescription {
+            lyrics: thinned.clone(),
+            ..d.clone()
+        };
+        let thinned_ok = repetitive_only
+            && brief.lyrics_plan().check(&thinned).is_ok()
+            && !quality::inspect(&candidate, brief, &instructions)
+                .iter()
+                .any(|f| f.field == SongField::Lyrics);
+        if thinned_ok {
+            d.lyrics = thinned;
+        } else {
+            d.lyrics = template.lyrics.clone();
+            lyrics_replaced = true;
+        }
+        tally.replaced(SongField::Lyrics);
+    }
+    if flawed(SongField::Title) {
+        let from_lyrics = (!lyrics_replaced)
+            .then(|| lyrics::title_from_lyrics(&d.lyrics))
+            .flatten()
+            .filter(|title| {
+                let candidate = SongDescription {
+                    title: title.clone(),
+                    ..d.clone()
+                };
+                !quality::inspect(&candidate, brief, &instructions)
+                    .iter()
+                    .any(|f| f.field == SongField::Title)
+            });
+        d.title = from_lyrics.unwrap_or_else(|| template.title.clone());
+        tally.replaced(SongField::Title);
+    }
+    if flawed(SongField::Caption) {
+        let soundless_only = findings
+            .iter()
+            .filter(|f| f.field == SongField::Caption)
+            .all(|f| f.flaw == Flaw::Soundless);
+        d.caption = if soundless_only {
+            // The model's words stay; the template says what the track sounds like.
+            quality::add_sound(&d.caption, &template.caption, MAX_CAPTION_CHARS)
+        } else {
+            template.caption.clone()
+        };
+        tally.replaced(SongField::Caption);
+    }
+    if !findings.is_empty() {
+        tracing::debug!(
+            seed = brief.seed,
+            findings = ?findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "the LLM's answer had flaws; those fields were replaced"
+        );
+    }
+    findings
 }
 
 /// Which fields of an answer were used and which had to be repaired or replaced.
@@ -225,7 +306,9 @@ impl Tally {
 
     /// The answer's value was missing or beyond repair; the template's was used.
     fn replaced(&mut self, field: SongField) {
-        self.repaired.push(field);
+        if !self.repaired.contains(&field) {
+            self.repaired.push(field);
+        }
     }
 }
 
