@@ -630,9 +630,13 @@ impl Actor {
             warn!(guild_id = self.guild, error = %e, "saving station settings failed");
         }
         if self.core.take_state_dirty() || self.unsaved {
-            self.tidy_cache().await;
             match self.state.store.save_state(&guild, self.core.state()).await {
-                Ok(()) => self.unsaved = false,
+                Ok(()) => {
+                    self.unsaved = false;
+                    // Only once the saved state no longer names them: a crash before the save
+                    // still finds the old state's tracks in the cache.
+                    self.tidy_cache().await;
+                }
                 Err(e) => {
                     warn!(guild_id = self.guild, error = %e, "saving the station failed; will retry");
                     self.unsaved = true;
