@@ -188,8 +188,9 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The instructions a model might copy, as runs of [`ECHO_WORDS`] words; the station's own settings are
-/// left out (a caption may name its genre and theme).
+/// The instructions a model might copy, as runs of [`ECHO_WORDS`] words; the station's own settings and
+/// the listener's fixed caption or lyrics are left out (a caption may name its genre and theme, lyrics may
+/// follow the listener's caption).
 #[derive(Debug)]
 pub struct Instructions {
     runs: HashSet<Vec<String>>,
@@ -198,10 +199,13 @@ pub struct Instructions {
 impl Instructions {
     /// From the texts the model was shown that are not the station's settings.
     pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>, brief: &SongBrief) -> Self {
+        // The station's settings and what the listener wrote are theirs to repeat.
         let station: HashSet<String> = [
             brief.station.genre.as_str(),
             brief.station.theme.as_str(),
             brief.station.style.as_str(),
+            brief.fixed_caption().unwrap_or_default(),
+            brief.fixed_lyrics().unwrap_or_default(),
         ]
         .into_iter()
         .flat_map(words)
@@ -574,6 +578,25 @@ mod tests {
             "[verse]\nChrome rain on the boulevard\nWe drive until the morning\n\n[chorus]\nLa la la la\nNeon hearts tonight\nNeon hearts tonight\n\n[chorus]\nLa la la la\nNeon hearts tonight",
         );
         assert!(flaws(&d).is_empty(), "{:?}", flaws(&d));
+    }
+
+    #[test]
+    fn lyrics_may_follow_the_listener_s_caption() {
+        let mut b = brief();
+        b.request.caption = Some("a song about my dog max who loves the beach".into());
+        let lyrics = "[verse]\nMy dog Max who loves the beach\nRuns to meet the tide\n\n[chorus]\nMax, Max\nBy my side";
+        let d = song("Max", "a song about my dog max who loves the beach", lyrics);
+        assert!(findings(&d, &b).is_empty(), "{:?}", findings(&d, &b));
+        // The request's own wording is still the prompt's.
+        let copied = "[verse]\nLength 60 seconds lyrics language\nRuns to meet the tide";
+        let d = song("Max", "x", copied);
+        assert_eq!(
+            findings(&d, &b)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["lyrics: copied from the prompt"]
+        );
     }
 
     #[test]
