@@ -138,7 +138,7 @@ impl Keys {
         self.key("results")
     }
 
-    /// The ids of finished jobs, scored by when they finished: the oldest records are dropped first
+    /// The ids of finished jobs, scored by when they finished (µs): the oldest records are dropped first
     /// once more than `RADIO_JOB_HISTORY_MAX` are kept.
     pub fn finished(&self) -> String {
         self.key("finished")

@@ -62,18 +62,27 @@ local function finish(jk, job, now, state, retention, note)
   if active then redis.call('SREM', active, job) end
   record(jk, now, state, note)
   redis.call('EXPIRE', jk, ttl)
-  redis.call('ZADD', finished, now, job)
-  redis.call('ZREMRANGEBYSCORE', finished, '-inf', now - tonumber(ttl) * 1000)
+  -- Filed by the server clock in microseconds, so jobs finished within one millisecond keep their order.
+  local t = redis.call('TIME')
+  local stamp = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('ZADD', finished, stamp, job)
+  redis.call('ZREMRANGEBYSCORE', finished, '-inf', stamp - tonumber(ttl) * 1000000)
   keep = tonumber(keep)
   if keep > 0 then
     local excess = redis.call('ZCARD', finished) - keep
     if excess > 0 then
       local prefix = string.sub(jk, 1, #jk - #job)
-      local oldest = redis.call('ZPOPMIN', finished, excess)
-      for i = 1, #oldest, 2 do
-        local old = prefix .. oldest[i]
-        -- A record retried since it was filed is running again: it is filed anew when it ends.
-        if TERMINAL[redis.call('HGET', old, 'state') or ''] then redis.call('DEL', old) end
+      -- One candidate more than needed: the job finishing now may tie on the millisecond with older
+      -- ones and sort first; it is never the one dropped.
+      for _, old in ipairs(redis.call('ZRANGE', finished, 0, excess)) do
+        if excess == 0 then break end
+        if old ~= job then
+          redis.call('ZREM', finished, old)
+          excess = excess - 1
+          -- A record retried since it was filed is running again: it is filed anew when it ends.
+          local ok = prefix .. old
+          if TERMINAL[redis.call('HGET', ok, 'state') or ''] then redis.call('DEL', ok) end
+        end
       end
     end
   end
