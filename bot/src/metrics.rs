@@ -24,6 +24,8 @@ pub struct BotMetrics {
     pub track_ready: Histogram,
     /// Stations on (playing or paused) now.
     pub active_stations: IntGauge,
+    /// Bytes of audio in the track cache.
+    pub track_cache_bytes: IntGauge,
 }
 
 impl BotMetrics {
@@ -68,6 +70,11 @@ impl BotMetrics {
         .unwrap_or_else(|e| unreachable_metric(bot::TRACK_READY_SECONDS, e));
         let active_stations = IntGauge::new(bot::ACTIVE_STATIONS, "Stations on now.")
             .unwrap_or_else(|e| unreachable_metric(bot::ACTIVE_STATIONS, e));
+        let track_cache_bytes = IntGauge::new(
+            bot::TRACK_CACHE_BYTES,
+            "Bytes of audio in the track cache (BOT_CACHE_DIR).",
+        )
+        .unwrap_or_else(|e| unreachable_metric(bot::TRACK_CACHE_BYTES, e));
         let metrics = Self {
             registry,
             commands,
@@ -77,8 +84,9 @@ impl BotMetrics {
             event_lag,
             track_ready,
             active_stations,
+            track_cache_bytes,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(metrics.commands.clone()),
             Box::new(metrics.voice_sessions.clone()),
             Box::new(metrics.buffer_underruns.clone()),
@@ -86,6 +94,7 @@ impl BotMetrics {
             Box::new(metrics.event_lag.clone()),
             Box::new(metrics.track_ready.clone()),
             Box::new(metrics.active_stations.clone()),
+            Box::new(metrics.track_cache_bytes.clone()),
         ];
         for collector in collectors {
             if let Err(e) = metrics.registry.register(collector) {

@@ -153,6 +153,8 @@ pub mod bot {
     pub const TRACK_READY_SECONDS: &str = "radio_bot_track_ready_seconds";
     /// Stations running now.
     pub const ACTIVE_STATIONS: &str = "radio_bot_active_stations";
+    /// Bytes of audio in the bot's track cache (`BOT_CACHE_DIR`).
+    pub const TRACK_CACHE_BYTES: &str = "radio_bot_track_cache_bytes";
 
     /// Every name above.
     pub const ALL: &[&str] = &[
@@ -163,6 +165,7 @@ pub mod bot {
         EVENT_LAG_SECONDS,
         TRACK_READY_SECONDS,
         ACTIVE_STATIONS,
+        TRACK_CACHE_BYTES,
     ];
 }
 

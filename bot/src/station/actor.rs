@@ -547,7 +547,7 @@ impl Actor {
     async fn take_delivery(&self, job: &JobId) {
         let state = &self.state;
         match track_cache::collect(&state.queue, &state.tracks, self.guild, job).await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => self.count_cache(),
             Ok(None) => {
                 warn!(guild_id = self.guild, job_id = %job, "a succeeded job has no stored result")
             }
@@ -656,6 +656,12 @@ impl Actor {
             .map(|t| t.job.clone())
             .collect();
         self.state.tracks.retain(self.guild, keep).await;
+        self.count_cache();
+    }
+
+    fn count_cache(&self) {
+        let bytes = i64::try_from(self.state.tracks.bytes()).unwrap_or(i64::MAX);
+        self.state.metrics.track_cache_bytes.set(bytes);
     }
 
     fn update_gauges(&mut self) {

@@ -123,6 +123,20 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
     }
     let played = started();
     let results_left = queue.status().await.expect("status").results_stored;
+    // The bot's own copy holds what the stations still need, not every track played.
+    let (_, metrics) = radio_tests::http_get(bot.metrics, "/metrics")
+        .await
+        .expect("bot metrics");
+    let cache_bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("radio_bot_track_cache_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("radio_bot_track_cache_bytes");
+    let cache_bound = STATIONS * (BUFFER as u64 + 2) * track_bytes;
+    assert!(
+        cache_bytes > 0 && cache_bytes <= cache_bound,
+        "track cache {cache_bytes} bytes, expected 1..={cache_bound} (stations × (buffer + 2) tracks)"
+    );
     // What one finished job's record costs (its spec, song description and history).
     let record_bytes = match queue
         .jobs(Some(JobState::Succeeded), 1)
@@ -163,7 +177,8 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
         "soak: {played} tracks of {:.2} MB on {STATIONS} stations (buffer {BUFFER}, {SPEED}× playback); \
          Redis used_memory: baseline {:.1} MiB, median over the second half {:.1} MiB \
          ({:.2} MiB per station above baseline), peak {:.1} MiB, bound {:.1} MiB; {} samples; \
-         results left in Redis at the end: {results_left}; one finished record: {record_bytes} bytes \
+         results left in Redis at the end: {results_left}; track cache {:.1} MiB; \
+         one finished record: {record_bytes} bytes \
          (at most {HISTORY_MAX} kept)",
         track_bytes as f64 / 1e6,
         mib(baseline),
@@ -172,6 +187,7 @@ async fn redis_memory_levels_off_while_ten_stations_play_hundreds_of_tracks() {
         mib(peak),
         mib(bound),
         samples.len(),
+        mib(cache_bytes),
     );
     assert!(
         peak <= bound,
