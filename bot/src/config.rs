@@ -173,19 +173,13 @@ impl BotConfig {
         if let Some(dir) = env.raw("BOT_CACHE_DIR") {
             config.cache_dir = PathBuf::from(dir.trim());
         }
-        let mb: u64 = env.parse(
-            "BOT_CACHE_MAX_MB",
-            DEFAULT_CACHE_MAX_MB,
-            "a size in MiB of at least 1 (room for the playing and queued tracks of every station)",
-        )?;
-        if mb == 0 {
-            return Err(err(
-                "BOT_CACHE_MAX_MB",
-                "0".into(),
-                "a size in MiB of at least 1 (room for the playing and queued tracks of every station)",
-            ));
-        }
-        config.cache_max_bytes = mb * 1024 * 1024;
+        let expected =
+            "a size in MiB of at least 1 (room for the playing and queued tracks of every station)";
+        let mb: u64 = env.parse("BOT_CACHE_MAX_MB", DEFAULT_CACHE_MAX_MB, expected)?;
+        config.cache_max_bytes = mb
+            .checked_mul(1024 * 1024)
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(|| err("BOT_CACHE_MAX_MB", mb.to_string(), expected))?;
         Ok(config)
     }
 }

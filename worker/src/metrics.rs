@@ -294,6 +294,20 @@ impl WorkerMetrics {
     }
 }
 
+/// The most resident memory this process has had, bytes (`VmHWM` of Linux `/proc/self/status`), 0 when
+/// unknown.
+pub fn peak_resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Resident memory of this process, bytes (Linux `/proc/self/statm`), 0 when unknown.
 pub fn resident_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")

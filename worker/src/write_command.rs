@@ -95,22 +95,9 @@ impl WriteSummary {
             generated_tokens_per_s: stats.tokens_per_second(),
             load_s,
             write_s: stats.total_time.as_secs_f64(),
-            peak_rss_bytes: peak_rss_bytes(),
+            peak_rss_bytes: crate::metrics::peak_resident_bytes(),
         }
     }
-}
-
-/// The process's peak resident set (`VmHWM` of `/proc/self/status`); 0 where it cannot be read.
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 /// The brief `write` asks for.

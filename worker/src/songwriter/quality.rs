@@ -222,6 +222,12 @@ impl Instructions {
         Self { runs }
     }
 
+    /// Everything the song writer shows the model for `brief`: its instructions, the example, the request.
+    pub fn for_brief(brief: &SongBrief) -> Self {
+        let texts = super::prompt::instruction_texts(brief);
+        Self::new(texts.iter().map(String::as_str), brief)
+    }
+
     fn echoed_in(&self, text: &str) -> bool {
         words(text)
             .windows(ECHO_WORDS)
@@ -232,9 +238,7 @@ impl Instructions {
 /// Every flaw of `description`, against everything the song writer shows the model for `brief` (its
 /// instructions, the example answer, the request).
 pub fn findings(description: &SongDescription, brief: &SongBrief) -> Vec<Finding> {
-    let texts = super::prompt::instruction_texts(brief);
-    let instructions = Instructions::new(texts.iter().map(String::as_str), brief);
-    inspect(description, brief, &instructions)
+    inspect(description, brief, &Instructions::for_brief(brief))
 }
 
 /// Every flaw of `description`'s title, caption and lyrics.

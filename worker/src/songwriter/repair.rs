@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::lyrics::{self, Section};
 use super::quality::{self, Finding, Flaw, Instructions};
-use super::{MAX_CAPTION_CHARS, MAX_TITLE_CHARS, SongBrief, SongDescription, lenient_json, prompt};
+use super::{MAX_CAPTION_CHARS, MAX_TITLE_CHARS, SongBrief, SongDescription, lenient_json};
 
 /// A field of a song description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,8 +221,7 @@ fn fix_flaws(
     template: &SongDescription,
     tally: &mut Tally,
 ) -> Vec<Finding> {
-    let texts = prompt::instruction_texts(brief);
-    let instructions = Instructions::new(texts.iter().map(String::as_str), brief);
+    let instructions = Instructions::for_brief(brief);
     let findings = quality::inspect(d, brief, &instructions);
     let flawed = |field| findings.iter().any(|f| f.field == field);
     let mut lyrics_replaced = false;
