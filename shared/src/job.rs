@@ -184,6 +184,15 @@ impl AudioFormat {
         }
     }
 
+    /// The media type to serve it with.
+    pub fn mime(self) -> &'static str {
+        match self {
+            AudioFormat::OggOpus => "audio/ogg",
+            AudioFormat::Wav => "audio/wav",
+            AudioFormat::Flac => "audio/flac",
+        }
+    }
+
     /// The name used in JSON and CLI flags.
     pub fn as_str(self) -> &'static str {
         match self {

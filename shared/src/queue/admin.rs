@@ -106,6 +106,99 @@ pub struct JobSummary {
     pub created_ms: Option<u64>,
     /// Last error.
     pub error: Option<String>,
+    /// The song's title, once it succeeded.
+    pub title: Option<String>,
+}
+
+/// The fields of a job hash a [`JobSummary`] is read from, in [`JobSummary::from_fields`]'s order.
+const SUMMARY_FIELDS: [&str; 8] = [
+    "state",
+    "priority",
+    "guild",
+    "attempts",
+    "worker",
+    "created_ms",
+    "error",
+    "result_meta",
+];
+
+impl JobSummary {
+    /// Decodes the values of [`SUMMARY_FIELDS`]; `None` when the record has no usable state.
+    fn from_fields(id: JobId, v: &[Option<String>]) -> Option<Self> {
+        let field = |i: usize| v.get(i).cloned().flatten().filter(|s| !s.is_empty());
+        Some(Self {
+            state: field(0)?.parse().ok()?,
+            priority: field(1).and_then(|p| p.parse().ok()),
+            guild: field(2),
+            attempts: field(3).and_then(|a| a.parse().ok()).unwrap_or(0),
+            worker: field(4),
+            created_ms: field(5).and_then(|c| c.parse().ok()),
+            error: field(6),
+            title: field(7)
+                .and_then(|m| serde_json::from_str::<crate::job::ResultMeta>(&m).ok())
+                .map(|m| m.title),
+            id,
+        })
+    }
+}
+
+/// Which jobs a listing shows; every part given must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this stream.
+    pub priority: Option<Priority>,
+    /// Only jobs of this guild.
+    pub guild: Option<String>,
+    /// Only jobs whose id, spec (caption, lyrics, station), song, error, worker or guild contains this,
+    /// ignoring case.
+    pub text: Option<String>,
+}
+
+impl JobFilter {
+    fn accepts(
+        &self,
+        state: Option<JobState>,
+        priority: Option<Priority>,
+        guild: Option<&str>,
+    ) -> bool {
+        let Some(state) = state else {
+            return false;
+        };
+        self.state.is_none_or(|s| s == state)
+            && self.priority.is_none_or(|p| Some(p) == priority)
+            && self.guild.as_deref().is_none_or(|g| Some(g) == guild)
+    }
+
+    fn text_lowercase(&self) -> Option<String> {
+        let text = self.text.as_deref()?.trim();
+        (!text.is_empty()).then(|| text.to_lowercase())
+    }
+}
+
+/// One page of a job listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobPage {
+    /// The rows, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// How many jobs passed the filter in all.
+    pub total: usize,
+    /// How many of them come before this page.
+    pub offset: usize,
+}
+
+/// Jobs that ended in one minute, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MinuteOutcomes {
+    /// The minute's start, ms since the epoch.
+    pub minute_ms: u64,
+    /// Jobs that succeeded.
+    pub succeeded: u32,
+    /// Jobs that failed for good.
+    pub failed: u32,
+    /// Jobs cancelled.
+    pub cancelled: u32,
 }
 
 /// An entry of the dead stream.
@@ -270,17 +363,22 @@ impl Queue {
         state: Option<JobState>,
         limit: usize,
     ) -> Result<Vec<JobSummary>, QueueError> {
+        let filter = JobFilter {
+            state,
+            ..JobFilter::default()
+        };
+        Ok(self.job_page(&filter, 0, limit).await?.jobs)
+    }
+
+    /// One page of the jobs still in Redis that pass `filter`, newest first: `limit` rows after the
+    /// first `offset`, with how many passed in all.
+    pub async fn job_page(
+        &self,
+        filter: &JobFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<JobPage, QueueError> {
         const DOING: &str = "listing jobs";
-        const FIELDS: [&str; 7] = [
-            "state",
-            "priority",
-            "guild",
-            "attempts",
-            "worker",
-            "created_ms",
-            "error",
-        ];
-        let mut conn = self.conn();
         let prefix = self.keys().job_prefix();
         let mut ids: Vec<JobId> = self
             .keys_starting_with(&prefix)
@@ -289,41 +387,127 @@ impl Queue {
             .filter_map(|k| k.strip_prefix(&prefix))
             .filter_map(|id| id.parse::<JobId>().ok())
             .collect();
+        // Ids are ULIDs: their order is their creation order.
         ids.sort_unstable_by(|a, b| b.cmp(a));
-        let mut rows = Vec::new();
+        // The cheap fields first; the spec and result only for the text search and the rows shown.
+        let mut matching = Vec::new();
+        for (id, v) in self
+            .hmget_each(DOING, &ids, &["state", "priority", "guild"])
+            .await?
+        {
+            let state = v[0].as_deref().and_then(|s| s.parse::<JobState>().ok());
+            let priority = v[1].as_deref().and_then(|p| p.parse::<Priority>().ok());
+            if filter.accepts(state, priority, v[2].as_deref()) {
+                matching.push(id);
+            }
+        }
+        if let Some(needle) = filter.text_lowercase() {
+            let fields = ["spec", "result_meta", "error", "worker", "guild"];
+            let mut found = Vec::new();
+            for (id, values) in self.hmget_each(DOING, &matching, &fields).await? {
+                let hit = id.as_str().to_lowercase().contains(&needle)
+                    || values
+                        .iter()
+                        .flatten()
+                        .any(|v| v.to_lowercase().contains(&needle));
+                if hit {
+                    found.push(id);
+                }
+            }
+            matching = found;
+        }
+        let total = matching.len();
+        let shown: Vec<JobId> = matching.into_iter().skip(offset).take(limit).collect();
+        let mut jobs = Vec::with_capacity(shown.len());
+        for (id, v) in self.hmget_each(DOING, &shown, &SUMMARY_FIELDS).await? {
+            // A record that expired between the two reads is passed over.
+            if let Some(summary) = JobSummary::from_fields(id, &v) {
+                jobs.push(summary);
+            }
+        }
+        Ok(JobPage {
+            jobs,
+            total,
+            offset,
+        })
+    }
+
+    /// `HMGET key fields…` for each job, pipelined in chunks; the values in `fields` order.
+    async fn hmget_each(
+        &self,
+        doing: &'static str,
+        ids: &[JobId],
+        fields: &[&str],
+    ) -> Result<Vec<(JobId, Vec<Option<String>>)>, QueueError> {
+        let mut conn = self.conn();
+        let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
             let mut pipe = redis::pipe();
             for id in chunk {
-                pipe.cmd("HMGET").arg(self.keys().job(id)).arg(&FIELDS[..]);
+                pipe.cmd("HMGET").arg(self.keys().job(id)).arg(fields);
             }
             let values: Vec<Vec<Option<String>>> = pipe
                 .query_async(&mut conn)
                 .await
-                .map_err(QueueError::redis(DOING))?;
-            for (id, v) in chunk.iter().zip(values) {
-                let Some(job_state) = v[0].as_deref().and_then(|s| s.parse::<JobState>().ok())
-                else {
-                    continue;
-                };
-                if state.is_some_and(|wanted| wanted != job_state) {
-                    continue;
-                }
-                rows.push(JobSummary {
-                    id: id.clone(),
-                    state: job_state,
-                    priority: v[1].as_deref().and_then(|p| p.parse().ok()),
-                    guild: v[2].clone().filter(|g| !g.is_empty()),
-                    attempts: v[3].as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
-                    worker: v[4].clone().filter(|w| !w.is_empty()),
-                    created_ms: v[5].as_deref().and_then(|c| c.parse().ok()),
-                    error: v[6].clone().filter(|e| !e.is_empty()),
-                });
-                if rows.len() >= limit {
-                    return Ok(rows);
-                }
+                .map_err(QueueError::redis(doing))?;
+            out.extend(chunk.iter().cloned().zip(values));
+        }
+        Ok(out)
+    }
+
+    /// Jobs finished in each of the last `minutes` minutes, by outcome, oldest minute first. Read from
+    /// the index of finished records, so it needs no Prometheus; records already expired or dropped by
+    /// `RADIO_JOB_HISTORY_MAX` are not counted.
+    pub async fn finished_per_minute(
+        &self,
+        minutes: u32,
+    ) -> Result<Vec<MinuteOutcomes>, QueueError> {
+        const DOING: &str = "counting finished jobs";
+        let now = now_ms();
+        let first_minute =
+            (now / 60_000).saturating_sub(u64::from(minutes.saturating_sub(1))) * 60_000;
+        let mut conn = self.conn();
+        // The index is scored in microseconds.
+        let finished: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys().finished())
+            .arg(first_minute * 1000)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis(DOING))?;
+        let mut buckets: Vec<MinuteOutcomes> = (0..u64::from(minutes))
+            .map(|i| MinuteOutcomes {
+                minute_ms: first_minute + i * 60_000,
+                ..MinuteOutcomes::default()
+            })
+            .collect();
+        let ids: Vec<JobId> = finished
+            .iter()
+            .filter_map(|(id, _)| id.parse().ok())
+            .collect();
+        let states = self.hmget_each(DOING, &ids, &["state"]).await?;
+        let at_ms: HashMap<&str, u64> = finished
+            .iter()
+            .map(|(id, score)| (id.as_str(), (*score / 1000.0) as u64))
+            .collect();
+        for (id, v) in states {
+            let Some(at) = at_ms.get(id.as_str()) else {
+                continue;
+            };
+            let index = (at.saturating_sub(first_minute) / 60_000) as usize;
+            let Some(bucket) = buckets.get_mut(index) else {
+                continue;
+            };
+            match v[0].as_deref().and_then(|s| s.parse::<JobState>().ok()) {
+                Some(JobState::Succeeded) => bucket.succeeded += 1,
+                Some(JobState::Failed) => bucket.failed += 1,
+                Some(JobState::Cancelled) => bucket.cancelled += 1,
+                // Retried since it finished: it is counted when it finishes again.
+                _ => {}
             }
         }
-        Ok(rows)
+        Ok(buckets)
     }
 
     /// The dead stream, oldest first.

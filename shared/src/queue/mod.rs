@@ -29,7 +29,10 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
-pub use admin::{ConsumerStatus, DeadLetter, JobSummary, QueueStatus, RedisMemory, StreamStatus};
+pub use admin::{
+    ConsumerStatus, DeadLetter, JobFilter, JobPage, JobSummary, MinuteOutcomes, QueueStatus,
+    RedisMemory, StreamStatus,
+};
 pub use consumer::{Consumer, now_ms};
 pub use events::{Event, EventFollower, EventKind};
 pub use lease::{ClaimedJob, FinishOutcome, JobControl, JobFailure};

@@ -167,6 +167,16 @@ impl Queue {
             .map_err(QueueError::redis("reading a result"))
     }
 
+    /// Whether a finished job's audio is still stored (not delivered, not expired).
+    pub async fn has_result(&self, id: &JobId) -> Result<bool, QueueError> {
+        let mut conn = self.conn();
+        redis::cmd("EXISTS")
+            .arg(self.keys().result(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::redis("looking for a result"))
+    }
+
     /// Removes a delivered result: its audio and its entry in the results index. Call it once the
     /// audio is safe elsewhere (the bot's track cache, the file `radioctl wait --out` wrote): Redis
     /// holds audio only between a job's completion and its delivery.

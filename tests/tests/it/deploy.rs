@@ -29,9 +29,30 @@ fn strings(v: &Value) -> Vec<String> {
 fn the_compose_file_declares_every_service_with_health_checks_and_gpu_reservations() {
     let c = compose();
     let services = &c["services"];
-    for name in ["redis", "prometheus", "grafana", "bot", "worker"] {
+    for name in [
+        "redis",
+        "prometheus",
+        "grafana",
+        "bot",
+        "worker",
+        "inspector",
+    ] {
         assert!(services.get(name).is_some(), "service {name} is missing");
     }
+    // The web inspector is published on the host's loopback only, and needs its token.
+    let inspector = &services["inspector"];
+    for port in strings(&inspector["ports"]) {
+        assert!(
+            port.starts_with("127.0.0.1:"),
+            "inspector published beyond loopback: {port}"
+        );
+    }
+    assert!(
+        inspector["environment"]["RADIO_WEB_TOKEN"]
+            .as_str()
+            .is_some_and(|t| t.contains(":?")),
+        "the compose file must refuse to start the inspector without RADIO_WEB_TOKEN"
+    );
 
     let redis = &services["redis"];
     let command = strings(&redis["command"]).join(" ");
@@ -169,6 +190,7 @@ fn env_example_documents_every_setting_the_binaries_read() {
         "shared/src/config.rs",
         "shared/src/queue/mod.rs",
         "shared/src/telemetry.rs",
+        "shared/src/bin/radioctl/main.rs",
         "worker/src/config.rs",
         "worker/src/songwriter/config.rs",
         "worker/src/pipeline/runtime.rs",

@@ -491,7 +491,11 @@ fn the_bot_image_runtime_stage_has_every_library_and_runs_the_bot() {
     check_image(
         "bot/Dockerfile",
         &[],
-        &[&["/usr/local/bin/radio-bot", "--version"]],
+        &[
+            &["/usr/local/bin/radio-bot", "--version"],
+            // The compose file's inspector service runs it from this image.
+            &["/usr/local/bin/radioctl", "--version"],
+        ],
     );
 }
 

@@ -4,6 +4,7 @@ mod bot;
 mod dashboards;
 mod deploy;
 mod images;
+mod inspector;
 mod queue;
 mod radioctl;
 mod up;

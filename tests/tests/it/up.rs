@@ -18,7 +18,8 @@ fn alive(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_up_runs_the_stack_writes_a_demo_track_and_stops_everything_it_started() {
     let state = std::env::temp_dir().join(format!("radio-up-{}", ulid::Ulid::new()));
-    let (redis_port, worker_port, prometheus_port) = (free_port(), free_port(), free_port());
+    let (redis_port, worker_port, prometheus_port, inspector_port) =
+        (free_port(), free_port(), free_port(), free_port());
     let up = tokio::process::Command::new(workspace_root().join("scripts/up"))
         .arg("--non-interactive")
         .current_dir(workspace_root())
@@ -32,6 +33,7 @@ async fn scripts_up_runs_the_stack_writes_a_demo_track_and_stops_everything_it_s
         .env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
         .env("UP_WORKER_PORT", worker_port.to_string())
         .env("UP_PROMETHEUS_PORT", prometheus_port.to_string())
+        .env("UP_INSPECTOR_PORT", inspector_port.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -63,6 +65,12 @@ async fn scripts_up_runs_the_stack_writes_a_demo_track_and_stops_everything_it_s
         "it started its own Redis: {names:?}"
     );
     assert!(names.contains(&"radio-worker"), "{names:?}");
+    assert!(names.contains(&"radioctl-serve"), "{names:?}");
+    let (status, overview) = http_get(&format!("127.0.0.1:{inspector_port}"), "/api/overview")
+        .await
+        .expect("the inspector's overview");
+    assert_eq!(status, 200, "{overview}");
+    assert!(overview.contains("\"workers\""), "{overview}");
     assert!(!names.contains(&"radio-bot"), "no DISCORD_TOKEN, no bot");
     let (status, _) = http_get(&format!("127.0.0.1:{worker_port}"), "/healthz")
         .await
@@ -90,6 +98,10 @@ async fn scripts_up_runs_the_stack_writes_a_demo_track_and_stops_everything_it_s
         .expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Ace Radio is running"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("http://127.0.0.1:{inspector_port}/")),
+        "scripts/up prints the inspector's address: {stdout}"
+    );
     // scripts/test fetched the small real model (.runtime/llm), so the demo song is the LLM's.
     assert!(
         stdout.contains("(written by llm)"),

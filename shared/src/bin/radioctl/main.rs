@@ -24,8 +24,10 @@ macro_rules! outln {
 }
 
 mod bench;
+mod serve;
 mod table;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -116,6 +118,16 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,50")]
         consumers: Vec<usize>,
     },
+    /// Serve the web inspector: the queue, every job, live progress, audio, cancel and retry.
+    Serve {
+        /// Where to listen. Anything but a loopback address needs RADIO_WEB_TOKEN, which actions then
+        /// need too.
+        #[arg(long, env = "RADIO_WEB_ADDR", default_value = serve::DEFAULT_ADDR)]
+        addr: SocketAddr,
+        /// Do not serve: exit 0 if the inspector on --addr answers /healthz (container health checks).
+        #[arg(long)]
+        healthcheck: bool,
+    },
     /// Delete dead letters.
     Purge {
         /// Purge the dead stream (the only thing purge deletes).
@@ -184,11 +196,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_bench(&bench::run(&redis, jobs, &consumers).await?, json)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Serve {
+            addr,
+            healthcheck: true,
+        } => {
+            serve::healthcheck(addr).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         other => other,
     };
     let queue = Queue::connect(&redis, settings).await?;
     match command {
         Command::Bench { .. } => {}
+        Command::Serve { addr, .. } => serve::run(queue, addr, env.raw("RADIO_WEB_TOKEN")).await?,
         Command::Status => status(&queue, json).await?,
         Command::Jobs { state, limit } => jobs(&queue, state, limit, json).await?,
         Command::Show { id } => show(&queue, &id, json).await?,
