@@ -177,6 +177,25 @@ impl JobFilter {
     }
 }
 
+/// Whether `value` holds `needle` (lowercase): in the strings of a JSON document (the spec, the
+/// result; not its keys or escapes), or in the text itself.
+fn text_contains(value: &str, needle: &str) -> bool {
+    fn strings_contain(v: &serde_json::Value, needle: &str) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.to_lowercase().contains(needle),
+            serde_json::Value::Array(items) => items.iter().any(|i| strings_contain(i, needle)),
+            serde_json::Value::Object(map) => map.values().any(|i| strings_contain(i, needle)),
+            _ => false,
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(doc @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            strings_contain(&doc, needle)
+        }
+        _ => value.to_lowercase().contains(needle),
+    }
+}
+
 /// One page of a job listing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobPage {
@@ -406,10 +425,7 @@ impl Queue {
             let mut found = Vec::new();
             for (id, values) in self.hmget_each(DOING, &matching, &fields).await? {
                 let hit = id.as_str().to_lowercase().contains(&needle)
-                    || values
-                        .iter()
-                        .flatten()
-                        .any(|v| v.to_lowercase().contains(&needle));
+                    || values.iter().flatten().any(|v| text_contains(v, &needle));
                 if hit {
                     found.push(id);
                 }
@@ -690,5 +706,17 @@ mod tests {
         assert_eq!(memory.max_bytes, 4_194_304);
         assert_eq!(memory.used_share(), Some(0.25));
         assert_eq!(RedisMemory::from_info("maxmemory:0\r\n").used_share(), None);
+    }
+
+    #[test]
+    fn the_text_search_reads_json_values_not_keys_or_escapes() {
+        let spec = r#"{"song":{"caption":"Rain \"quoted\"","lyrics":"[verse]\nline two"}}"#;
+        assert!(text_contains(spec, "\"quoted\""));
+        assert!(
+            text_contains(spec, "]\nline"),
+            "a newline in the lyrics matches a typed one"
+        );
+        assert!(!text_contains(spec, "caption"), "keys are not text");
+        assert!(text_contains("CUDA out of memory", "out of"));
     }
 }

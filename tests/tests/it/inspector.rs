@@ -101,17 +101,32 @@ impl Reply {
 }
 
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(addr, method, path, headers, "").await
+}
+
+/// One request with `body`; `Host` is `addr` unless `headers` name another.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if method == "POST" {
-        head.push_str("Content-Length: 0\r\n");
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
+    head.push_str(body);
     stream.write_all(head.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
@@ -246,6 +261,24 @@ async fn the_api_serves_jobs_audio_and_actions_to_whom_it_should() {
             .unwrap_or_default()
             .contains("sleeping")
     );
+    let bad_page = request(open.addr, "GET", "/api/jobs?page=x", &[]).await;
+    assert_eq!(bad_page.status, 400);
+    assert!(
+        bad_page.json()["error"].as_str().is_some(),
+        "errors are JSON"
+    );
+
+    // A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding) gets nothing.
+    let rebound = format!("evil.example:{}", open.addr.port());
+    let rebinding = request(open.addr, "GET", "/api/overview", &[("Host", &rebound)]).await;
+    assert_eq!(rebinding.status, 403, "{rebinding:?}");
+    let by_name = format!("localhost:{}", open.addr.port());
+    assert_eq!(
+        request(open.addr, "GET", "/api/overview", &[("Host", &by_name)])
+            .await
+            .status,
+        200
+    );
 
     let shown = request(open.addr, "GET", &format!("/api/jobs/{done}"), &[])
         .await
@@ -284,6 +317,8 @@ async fn the_api_serves_jobs_audio_and_actions_to_whom_it_should() {
     assert_eq!(part.header("content-range"), Some("bytes 100-199/10000"));
     assert_eq!(part.body, audio[100..200]);
     let tail = request(open.addr, "GET", &url, &[("Range", "bytes=-10")]).await;
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.header("content-range"), Some("bytes 9990-9999/10000"));
     assert_eq!(tail.body, audio[9_990..]);
     let beyond = request(open.addr, "GET", &url, &[("Range", "bytes=20000-")]).await;
     assert_eq!(beyond.status, 416);
@@ -376,14 +411,50 @@ async fn the_api_serves_jobs_audio_and_actions_to_whom_it_should() {
     )
     .await;
     assert_eq!(wrong.status, 401);
+    // A reverse proxy makes every client a loopback peer: with a token, loopback needs it too.
     assert_eq!(
         request(inside, "GET", "/api/overview", &[]).await.status,
-        200
+        401
     );
     let local_action = request(inside, "POST", &cancel, &[("X-Radio-Inspector", "1")]).await;
     assert_eq!(
         local_action.status, 401,
         "with a token set, loopback actions need it too"
+    );
+
+    // The login form sets the cookie, and returns only to a path of this server.
+    let tricked = request(outside, "GET", "/login?next=/%09/evil.example", &[]).await;
+    let form = String::from_utf8_lossy(&tricked.body).into_owned();
+    assert!(form.contains(r#"name="next" value="/""#), "{form}");
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let refused = send(
+        outside,
+        "POST",
+        "/login",
+        &form_type,
+        "token=guess&next=%2Fjobs",
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.header("set-cookie").is_none());
+    let body = format!("token={token}&next=%2Fjobs");
+    let signed_in = send(outside, "POST", "/login", &form_type, &body).await;
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(signed_in.header("location"), Some("/jobs"));
+    let cookie = signed_in
+        .header("set-cookie")
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap_or_default();
+    assert_eq!(
+        request(outside, "GET", "/api/overview", &[("Cookie", pair)])
+            .await
+            .status,
+        200
     );
     assert_eq!(
         queue.job_required(&second).await.expect("record").state,

@@ -1,10 +1,11 @@
 //! Who may read and who may act, and the headers every response carries.
 //!
 //! The rules, in one place:
-//! - Without `RADIO_WEB_TOKEN` the inspector only binds a loopback address, and only loopback peers are
-//!   served.
-//! - With it, a request presenting the token (`Authorization: Bearer …`, or the cookie the login form
-//!   sets) may do anything. Without the token, a loopback peer may still look, but nobody may act.
+//! - Without `RADIO_WEB_TOKEN` the inspector only binds a loopback address, serves only loopback peers,
+//!   and only requests addressed to `localhost` or a loopback IP: a web page whose own host name resolves
+//!   to 127.0.0.1 (DNS rebinding) is refused by its `Host`.
+//! - With it, every request must present the token (`Authorization: Bearer …`, or the cookie the login
+//!   form sets), loopback included: a reverse proxy in front makes every client a loopback peer.
 //! - An action (any request that is not GET or HEAD) also needs the `X-Radio-Inspector: 1` header and,
 //!   when the browser sends an `Origin`, one naming this server: a page on another site cannot make a
 //!   browser send either, so it cannot cancel jobs through an operator's open session.
@@ -30,6 +31,8 @@ pub struct Access {
 pub enum Refusal {
     /// No token is configured and the peer is not on this machine.
     NotLoopback,
+    /// No token is configured and the request names a host other than `localhost` or a loopback IP.
+    ForeignHost,
     /// A token is needed and none (or a wrong one) was presented.
     Token { acting: bool },
     /// An action without the inspector's header, or from another site's page.
@@ -47,7 +50,9 @@ impl Refusal {
         use axum::http::StatusCode;
         match self {
             Refusal::Token { .. } => StatusCode::UNAUTHORIZED,
-            Refusal::NotLoopback | Refusal::CrossSite => StatusCode::FORBIDDEN,
+            Refusal::NotLoopback | Refusal::ForeignHost | Refusal::CrossSite => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 
@@ -57,11 +62,14 @@ impl Refusal {
             Refusal::NotLoopback => {
                 "this inspector serves only its own machine: set RADIO_WEB_TOKEN to open it to others"
             }
+            Refusal::ForeignHost => {
+                "without RADIO_WEB_TOKEN this inspector answers only requests addressed to localhost or a loopback IP"
+            }
             Refusal::Token { acting: true } => {
                 "actions need the inspector's token: send Authorization: Bearer <RADIO_WEB_TOKEN> or sign in at /login"
             }
             Refusal::Token { acting: false } => {
-                "this inspector needs its token from a non-loopback address: send Authorization: Bearer <RADIO_WEB_TOKEN> or sign in at /login"
+                "this inspector needs its token: send Authorization: Bearer <RADIO_WEB_TOKEN> or sign in at /login"
             }
             Refusal::CrossSite => {
                 "actions must come from the inspector's own pages (the X-Radio-Inspector: 1 header, and an Origin of this server if any)"
@@ -71,11 +79,12 @@ impl Refusal {
 }
 
 impl Access {
-    /// A policy with `token` (an empty one counts as none).
+    /// A policy with `token` (surrounding blanks dropped; an empty one counts as none).
     pub fn new(token: Option<String>) -> Self {
         Self {
             token: token
-                .filter(|t| !t.trim().is_empty())
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
                 .map(SecretString::from),
         }
     }
@@ -85,9 +94,23 @@ impl Access {
         self.token.is_some()
     }
 
-    /// Refuses to listen anywhere but loopback without a token.
-    pub fn check_bind(&self, addr: SocketAddr) -> Result<(), String> {
-        if addr.ip().is_loopback() || self.token.is_some() {
+    /// Refuses a token the login cookie cannot carry, and to listen anywhere but loopback without one.
+    pub fn check_config(&self, addr: SocketAddr) -> Result<(), String> {
+        if let Some(token) = &self.token {
+            let cookie_safe = token
+                .expose_secret()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\'));
+            if !cookie_safe {
+                return Err(
+                    "RADIO_WEB_TOKEN may hold only printable ASCII without ; , \" or \\ \
+                     (it travels in a cookie): openssl rand -hex 32 makes a good one"
+                        .into(),
+                );
+            }
+            return Ok(());
+        }
+        if addr.ip().is_loopback() {
             return Ok(());
         }
         Err(format!(
@@ -111,20 +134,34 @@ impl Access {
             return Err(Refusal::CrossSite);
         }
         if self.token.is_none() {
-            return if peer.is_loopback() {
-                Ok(())
-            } else {
-                Err(Refusal::NotLoopback)
-            };
+            if !peer.is_loopback() {
+                return Err(Refusal::NotLoopback);
+            }
+            if !addressed_to_loopback(headers) {
+                return Err(Refusal::ForeignHost);
+            }
+            return Ok(());
         }
         if presented_token(headers).is_some_and(|t| self.is_token(t)) {
             return Ok(());
         }
-        if !acting && peer.is_loopback() {
-            return Ok(());
-        }
         Err(Refusal::Token { acting })
     }
+}
+
+/// The request's `Host` is `localhost` or a loopback IP literal (any port).
+fn addressed_to_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 clients may send none; a browser always does.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        // [::1]:port
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The token a request presents: a bearer token, or the login cookie.
@@ -213,24 +250,73 @@ mod tests {
             Err(Refusal::NotLoopback)
         );
         assert!(
-            open.check_bind("127.0.0.1:9402".parse().expect("addr"))
+            open.check_config("127.0.0.1:9402".parse().expect("addr"))
                 .is_ok()
         );
         let refused = open
-            .check_bind("0.0.0.0:9402".parse().expect("addr"))
+            .check_config("0.0.0.0:9402".parse().expect("addr"))
             .expect_err("0.0.0.0 without a token");
         assert!(refused.contains("RADIO_WEB_TOKEN"), "{refused}");
         assert!(
             !Access::new(Some("  ".into())).has_token(),
             "a blank token is none"
         );
+        let cookie_breaker = Access::new(Some("a;b".into()));
+        assert!(
+            cookie_breaker
+                .check_config("0.0.0.0:9402".parse().expect("addr"))
+                .is_err()
+        );
+        assert!(
+            Access::new(Some(" s3cret\n".into())).is_token("s3cret"),
+            "stored trimmed"
+        );
     }
 
     #[test]
-    fn with_a_token_loopback_may_look_but_only_the_token_acts() {
+    fn without_a_token_only_requests_addressed_to_loopback_are_served() {
+        let open = Access::new(None);
+        for host in [
+            "127.0.0.1:9402",
+            "localhost:9402",
+            "LOCALHOST",
+            "[::1]:9402",
+            "127.0.0.2",
+        ] {
+            assert_eq!(
+                open.check(LOCAL, &Method::GET, &headers(&[("host", host)])),
+                Ok(()),
+                "{host}"
+            );
+        }
+        // A page of evil.example whose name now resolves to 127.0.0.1 (DNS rebinding).
+        for host in ["evil.example:9402", "evil.example", "192.0.2.2:9402"] {
+            assert_eq!(
+                open.check(LOCAL, &Method::GET, &headers(&[("host", host)])),
+                Err(Refusal::ForeignHost),
+                "{host}"
+            );
+        }
+        // Without a token an action needs the inspector's header just the same.
+        assert_eq!(
+            open.check(
+                LOCAL,
+                &Method::POST,
+                &headers(&[("host", "127.0.0.1:9402")])
+            ),
+            Err(Refusal::CrossSite)
+        );
+    }
+
+    #[test]
+    fn with_a_token_every_request_needs_it_loopback_included() {
         let access = Access::new(Some("s3cret".into()));
         let act = [("x-radio-inspector", "1")];
-        assert_eq!(access.check(LOCAL, &Method::GET, &headers(&[])), Ok(()));
+        assert_eq!(
+            access.check(LOCAL, &Method::GET, &headers(&[])),
+            Err(Refusal::Token { acting: false }),
+            "a reverse proxy makes every client a loopback peer"
+        );
         assert_eq!(
             access.check(LOCAL, &Method::POST, &headers(&act)),
             Err(Refusal::Token { acting: true })

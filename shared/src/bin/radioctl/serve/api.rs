@@ -80,6 +80,12 @@ impl From<QueueError> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        Self::bad_request(e.body_text())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
@@ -151,7 +157,11 @@ pub struct JobsQuery {
 }
 
 /// `GET /api/jobs?state=&stream=&guild=&q=&page=&per_page=`: one page of jobs, newest first.
-pub async fn jobs(State(app): State<App>, Query(query): Query<JobsQuery>) -> ApiResult {
+pub async fn jobs(
+    State(app): State<App>,
+    query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(query) = query?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let state = nonempty(query.state)
         .map(|s| s.parse::<JobState>())
@@ -275,7 +285,12 @@ pub enum ByteRange {
 /// Reads a `Range: bytes=…` header for a body of `len` bytes. One range is served; a list of several
 /// is answered with the whole body, which HTTP permits.
 pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    // The unit is case-insensitive; anything unparsable is ignored (the whole body), as HTTP says.
+    let Some(spec) = header.map(str::trim).and_then(|h| {
+        h.get(..6)
+            .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+            .map(|_| &h[6..])
+    }) else {
         return ByteRange::Whole;
     };
     if spec.contains(',') {
@@ -288,7 +303,8 @@ pub fn byte_range(header: Option<&str>, len: usize) -> ByteRange {
     let parsed = if first.is_empty() {
         // The last `last` bytes.
         match last.parse::<usize>() {
-            Ok(0) | Err(_) => return ByteRange::Unsatisfiable,
+            Err(_) => return ByteRange::Whole,
+            Ok(0) => return ByteRange::Unsatisfiable,
             Ok(n) => Some((len.saturating_sub(n), len.checked_sub(1))),
         }
     } else {
@@ -419,8 +435,9 @@ pub struct EventsQuery {
 /// client that falls behind gets a `resync` event and should read the state again.
 pub async fn events(
     State(app): State<App>,
-    Query(query): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(query) = query?;
     let only = query.job.as_deref().map(job_id).transpose()?;
     let state = (app.events.subscribe(), app.shutdown.clone(), only);
     let stream = futures::stream::unfold(state, |(mut rx, shutdown, only)| async move {
@@ -561,6 +578,12 @@ mod tests {
         assert_eq!(byte_range(Some("bytes=0-1,5-6"), 100), ByteRange::Whole);
         assert_eq!(byte_range(Some("items=0-1"), 100), ByteRange::Whole);
         assert_eq!(byte_range(Some("bytes=x-"), 100), ByteRange::Whole);
+        assert_eq!(byte_range(Some("bytes=-abc"), 100), ByteRange::Whole);
+        assert_eq!(
+            byte_range(Some("Bytes=0-0"), 100),
+            ByteRange::Part { start: 0, end: 0 }
+        );
+        assert_eq!(byte_range(Some("bytes"), 100), ByteRange::Whole);
     }
 
     fn line(t: u64, state: &str, note: &str) -> HistoryEntry {

@@ -34,7 +34,7 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9402";
 /// Serves the inspector on `addr` until SIGINT or SIGTERM. `token` is `RADIO_WEB_TOKEN`.
 pub async fn run(queue: Queue, addr: SocketAddr, token: Option<String>) -> anyhow::Result<()> {
     let access = Arc::new(Access::new(token));
-    access.check_bind(addr).map_err(anyhow::Error::msg)?;
+    access.check_config(addr).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} (is another inspector running? pass --addr)")
     })?;
@@ -48,7 +48,7 @@ pub async fn run(queue: Queue, addr: SocketAddr, token: Option<String>) -> anyho
     };
     tokio::spawn(api::follow_events(app.clone()));
     let access_note = if access.has_token() {
-        "actions need RADIO_WEB_TOKEN"
+        "every request needs RADIO_WEB_TOKEN"
     } else {
         "loopback only; no RADIO_WEB_TOKEN set"
     };
@@ -182,6 +182,7 @@ fn shell(name: &str, title: &str, main: &str) -> String {
   <nav><a href="/">Overview</a><a href="/jobs">Jobs</a></nav>
   <span id="live" class="live" title="server-sent events from the events stream">offline</span>
 </header>
+<div id="notice" role="status" hidden></div>
 <main id="main">{main}</main>
 <dialog id="confirm">
   <form method="dialog">
@@ -242,10 +243,22 @@ struct LoginForm {
     next: Option<String>,
 }
 
-/// Only a path on this server is a place to return to.
+/// Only a path on this server is a place to return to: `/` then unreserved characters, `%`, and a
+/// query (no `//`, no backslash, no control characters a browser would strip into `//`).
 fn local_path(next: Option<&str>) -> &str {
+    let safe = |p: &str| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && p.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'/' | b'.' | b'_' | b'~' | b'%' | b'?' | b'=' | b'&' | b'+' | b'-'
+                    )
+            })
+    };
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p) if safe(p) => p,
         _ => "/",
     }
 }
@@ -348,6 +361,12 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example/")), "/");
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(
+            local_path(Some("/\t/evil.example")),
+            "/",
+            "browsers strip the tab into //"
+        );
+        assert_eq!(local_path(Some("/jobs\r\nSet-Cookie: x=y")), "/");
         assert_eq!(local_path(None), "/");
         let html = login_html("/jobs?q=\"><script>", None);
         assert!(!html.contains("<script>"), "{html}");

@@ -85,6 +85,19 @@ function jobLink(id) {
   return h('a', { href: `/jobs/${encodeURIComponent(id)}`, class: 'mono' }, id);
 }
 
+/**
+ * Wraps an async `render(isLatest)` so that overlapping calls (a live event, the timer, an action)
+ * cannot let a slow, older answer overwrite a newer one: `isLatest()` is false once a later call began.
+ */
+function latestOnly(render) {
+  let generation = 0;
+  return () => {
+    generation += 1;
+    const mine = generation;
+    return render(() => mine === generation);
+  };
+}
+
 /** Runs `fn` at most once per `ms`, and once more after the last call. */
 function throttle(fn, ms) {
   let timer = null;
@@ -130,12 +143,10 @@ async function act(path) {
   return body;
 }
 
+/** Says something above the page; it stays until the next notice (page refreshes leave it). */
 function notice(text, kind = 'info') {
-  let box = $('#notice');
-  if (!box) {
-    box = h('div', { id: 'notice', role: 'status' });
-    $('main').prepend(box);
-  }
+  const box = $('#notice');
+  box.hidden = false;
   box.className = `notice ${kind}`;
   fill(box, text);
   if (kind === 'error' && /sign in at \/login/.test(text)) {
@@ -193,9 +204,13 @@ function summarise(result) {
 function follow(query, onEvent) {
   const indicator = $('#live');
   const source = new EventSource(`/api/events${query}`);
+  let opened = false;
   source.onopen = () => {
     indicator.textContent = 'live';
     indicator.classList.add('on');
+    // Events sent while the connection was down are gone: read the state again.
+    if (opened) onEvent({ type: 'resync' });
+    opened = true;
   };
   source.onerror = () => {
     indicator.textContent = 'reconnecting…';
@@ -217,14 +232,15 @@ function follow(query, onEvent) {
 // ---- overview ------------------------------------------------------------------------------------
 
 async function overviewPage(main) {
-  const render = async () => {
+  const render = latestOnly(async (isLatest) => {
     let o;
     try {
       o = await api('/api/overview');
     } catch (e) {
-      notice(`Cannot read the queue: ${e.message}`, 'error');
+      if (isLatest()) notice(`Cannot read the queue: ${e.message}`, 'error');
       return;
     }
+    if (!isLatest()) return;
     const streams = h('table', { id: 'streams' },
       h('thead', {}, h('tr', {}, ['Stream', 'Waiting', 'Running', 'Oldest running', 'Length'].map((c) => h('th', {}, c)))),
       h('tbody', {}, o.streams.map((s) => h('tr', { 'data-stream': s.priority },
@@ -263,7 +279,7 @@ async function overviewPage(main) {
       h('h2', {}, 'Workers'), workers,
       h('h2', {}, `Jobs finished per minute, last ${o.per_minute.length} minutes`),
       outcomeChart(o.per_minute));
-  };
+  });
   await render();
   follow('', throttle(render, 1000));
   // Heartbeat ages move on their own.
@@ -321,16 +337,17 @@ async function jobsPage(main) {
     if (page > 1) q.set('page', page);
     return q;
   };
-  const render = async () => {
+  const render = latestOnly(async (isLatest) => {
     const q = query();
     history.replaceState(null, '', `/jobs${q.toString() ? `?${q}` : ''}`);
     let found;
     try {
       found = await api(`/api/jobs?${q}`);
     } catch (e) {
-      notice(`Cannot list jobs: ${e.message}`, 'error');
+      if (isLatest()) notice(`Cannot list jobs: ${e.message}`, 'error');
       return;
     }
+    if (!isLatest()) return;
     fill(table, found.jobs.length === 0
       ? h('p', { class: 'muted' }, 'No jobs match.')
       : h('table', {},
@@ -348,7 +365,7 @@ async function jobsPage(main) {
       h('button', { type: 'button', disabled: page <= 1, onclick: () => { page -= 1; render(); } }, '← Newer'),
       ` Page ${found.page} of ${Math.max(1, found.pages)} (${found.total} jobs) `,
       h('button', { type: 'button', disabled: page >= found.pages, onclick: () => { page += 1; render(); } }, 'Older →'));
-  };
+  });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     page = 1;
@@ -365,14 +382,15 @@ async function jobsPage(main) {
 
 async function jobPage(main) {
   const id = decodeURIComponent(location.pathname.replace(/^\/jobs\//, ''));
-  const render = async () => {
+  const render = latestOnly(async (isLatest) => {
     let job;
     try {
       job = await api(`/api/jobs/${encodeURIComponent(id)}`);
     } catch (e) {
-      fill(main, h('h1', {}, 'Job ', h('span', { class: 'mono' }, id)), h('p', { class: 'notice error' }, e.message));
+      if (isLatest()) fill(main, h('h1', {}, 'Job ', h('span', { class: 'mono' }, id)), h('p', { class: 'notice error' }, e.message));
       return;
     }
+    if (!isLatest()) return;
     document.title = `${job.result ? job.result.title : id} · Ace Radio inspector`;
     const actions = h('div', { class: 'actions' });
     if (['queued', 'running', 'retrying'].includes(job.state)) {
@@ -399,7 +417,7 @@ async function jobPage(main) {
       h('h2', {}, 'Spec'), job.spec_error
         ? h('p', { class: 'notice error' }, `Unreadable spec: ${job.spec_error}`)
         : h('pre', { id: 'spec' }, JSON.stringify(job.spec, null, 2)));
-  };
+  });
   await render();
   const refresh = throttle(render, 300);
   follow(`?job=${encodeURIComponent(id)}`, (event) => {
@@ -420,7 +438,10 @@ async function jobPage(main) {
 
 function audioSection(job) {
   if (job.audio) {
-    return h('section', { id: 'audio' },
+    // The same track as on screen: keep its player, so a refresh does not stop what is playing.
+    const shown = $('#audio');
+    if (shown && shown.dataset.url === job.audio.url) return shown;
+    return h('section', { id: 'audio', 'data-url': job.audio.url },
       h('audio', { controls: true, preload: 'metadata', src: job.audio.url }),
       h('p', { class: 'muted' }, `${job.audio.content_type}, ${bytes(job.audio.bytes)} · `,
         h('a', { href: job.audio.url, download: '' }, 'download')));
