@@ -100,7 +100,7 @@ async fn serve(
     redis: RedisConfig,
     queue_settings: QueueSettings,
 ) -> anyhow::Result<()> {
-    let queue = Queue::connect(&redis, queue_settings)
+    let queue = Queue::connect_waiting(&redis, queue_settings)
         .await
         .with_context(|| format!("connecting to Redis at {}", redis.display_url()))?;
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)

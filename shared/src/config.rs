@@ -135,6 +135,9 @@ pub struct RedisConfig {
     pub url: SecretString,
     /// The key prefix with its Cluster hash tag, e.g. `{radio}`.
     pub prefix: Prefix,
+    /// How long a process starting while Redis cannot be reached waits for it
+    /// (`REDIS_CONNECT_TIMEOUT_SECS`; 0: fail at once).
+    pub connect_timeout: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -142,12 +145,16 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &self.display_url())
             .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
 
 /// The default Redis address, a server on this machine.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// How long a starting process waits for an unreachable Redis unless `REDIS_CONNECT_TIMEOUT_SECS` says.
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl RedisConfig {
     /// Builds a config from explicit values (tests, tools).
@@ -157,10 +164,11 @@ impl RedisConfig {
         Ok(Self {
             url: SecretString::from(url),
             prefix,
+            connect_timeout: DEFAULT_REDIS_CONNECT_TIMEOUT,
         })
     }
 
-    /// Reads `REDIS_URL` and `RADIO_PREFIX`.
+    /// Reads `REDIS_URL`, `RADIO_PREFIX` and `REDIS_CONNECT_TIMEOUT_SECS`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let url = env
             .raw("REDIS_URL")
@@ -177,6 +185,8 @@ impl RedisConfig {
         Ok(Self {
             url: SecretString::from(url),
             prefix,
+            connect_timeout: env
+                .seconds("REDIS_CONNECT_TIMEOUT_SECS", DEFAULT_REDIS_CONNECT_TIMEOUT)?,
         })
     }
 

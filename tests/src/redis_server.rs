@@ -18,7 +18,12 @@ pub struct TestRedis {
 impl TestRedis {
     /// Starts a server and waits until it answers PING (at most 10 s).
     pub fn start() -> Self {
-        let port = crate::free_port();
+        Self::start_on(crate::free_port(), &[])
+    }
+
+    /// Starts a server on `port` with extra `redis-server` arguments (e.g. `--enable-debug-command
+    /// local`) and waits until it answers PING.
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("radio-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)
@@ -27,6 +32,7 @@ impl TestRedis {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use radio_shared::queue::Queue;
+use radio_shared::queue::{Queue, QueueSettings};
 
 use crate::{TestRedis, binary, free_port, http_get, workspace_root};
 
@@ -32,21 +32,36 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker with fast queue timings; `extra` adds or overrides environment variables.
     pub fn start(redis: &TestRedis, queue: &Queue, extra: &[(&str, &str)]) -> Self {
+        Self::start_for(
+            &redis.url(),
+            queue.keys().prefix().as_str(),
+            queue.settings(),
+            extra,
+        )
+    }
+
+    /// Starts a worker for the deployment at `redis_url` with `prefix` and the timings of `s`, whether
+    /// or not that Redis runs yet.
+    pub fn start_for(
+        redis_url: &str,
+        prefix: &str,
+        s: &QueueSettings,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let id = format!("test-worker-{port}");
         let log = std::env::temp_dir().join(format!("{id}.log"));
         let log_file =
             std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let s = queue.settings();
         let mut command = Command::new(binary("radio-worker"));
         command
             .arg("run")
             .current_dir(workspace_root())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("REDIS_URL", redis.url())
-            .env("RADIO_PREFIX", queue.keys().prefix().as_str())
+            .env("REDIS_URL", redis_url)
+            .env("RADIO_PREFIX", prefix)
             .env("MODELS_DIR", tiny_pack())
             .env("METRICS_ADDR", &metrics_addr)
             .env("WORKER_ID", &id)
@@ -119,11 +134,31 @@ impl WorkerProcess {
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Freezes the process (SIGSTOP): it holds its connections and does nothing, like a worker stuck
+    /// in a driver call or a paused VM.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Wakes a frozen process (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("kill");
-        assert!(status.success());
+        assert!(status.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// Whether the process is still running (not exited).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGKILL and reaps the process (a crash).
@@ -151,6 +186,10 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
+        // A frozen process dies of SIGKILL too; waking it first keeps its exit orderly for the reaper.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);

@@ -208,7 +208,7 @@ pub async fn start(
         ])
         .set(1);
 
-    let queue = Queue::connect(&config.redis, config.queue.clone())
+    let queue = Queue::connect_waiting(&config.redis, config.queue.clone())
         .await
         .context("connecting to Redis")?;
     let healthy = Arc::new(AtomicBool::new(false));

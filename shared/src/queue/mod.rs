@@ -222,9 +222,42 @@ pub enum QueueError {
     /// The request makes no sense in the job's current state.
     #[error("{0}")]
     Conflict(String),
+    /// Redis stayed unreachable for as long as a starting process waits for it.
+    #[error(
+        "Redis at {url} did not answer within {waited_s} s ({attempts} attempts; REDIS_CONNECT_TIMEOUT_SECS sets the wait): {source}"
+    )]
+    Unreachable {
+        /// The URL without its password.
+        url: String,
+        /// Seconds waited.
+        waited_s: u64,
+        /// Connection attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        source: Box<QueueError>,
+    },
 }
 
 impl QueueError {
+    /// Whether this is Redis being out of reach for now (not running yet, restarting, loading its
+    /// data, a network cut) rather than a refusal that waiting cannot fix (a wrong password, a bad URL).
+    pub fn is_unreachable(&self) -> bool {
+        let transient = |e: &RedisError| {
+            e.is_connection_refusal()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_io_error()
+                || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+        };
+        match self {
+            QueueError::Connect { source, .. } | QueueError::Redis { source, .. } => {
+                transient(source)
+            }
+            QueueError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+
     fn redis(doing: &'static str) -> impl FnOnce(RedisError) -> QueueError {
         move |source| QueueError::Redis { doing, source }
     }
@@ -305,6 +338,52 @@ impl Queue {
         };
         queue.ensure_groups().await?;
         Ok(queue)
+    }
+
+    /// [`Queue::connect`], waiting for a Redis that cannot be reached yet: a process started before
+    /// Redis (or during its restart) tries again with backoff (0.5 s doubling to 5 s) for
+    /// `config.connect_timeout`, logging each failed attempt with its reason, then gives up with
+    /// [`QueueError::Unreachable`]. Errors waiting cannot fix (a wrong password) return at once.
+    pub async fn connect_waiting(
+        config: &RedisConfig,
+        settings: QueueSettings,
+    ) -> Result<Self, QueueError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + config.connect_timeout;
+        let mut delay = Duration::from_millis(500);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let error = match Self::connect(config, settings.clone()).await {
+                Ok(queue) => {
+                    if attempts > 1 {
+                        tracing::info!(url = %config.display_url(), attempts, "Redis answers; connected");
+                    }
+                    return Ok(queue);
+                }
+                Err(e) if e.is_unreachable() => e,
+                Err(e) => return Err(e),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(QueueError::Unreachable {
+                    url: config.display_url(),
+                    waited_s: (now - started).as_secs(),
+                    attempts,
+                    source: Box::new(error),
+                });
+            }
+            let wait = delay.min(deadline - now);
+            tracing::warn!(
+                url = %config.display_url(),
+                attempt = attempts,
+                retry_in_ms = wait.as_millis() as u64,
+                error = %error,
+                "Redis cannot be reached yet; trying again (REDIS_CONNECT_TIMEOUT_SECS bounds the wait)"
+            );
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// The key schema of this deployment.

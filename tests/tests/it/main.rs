@@ -3,6 +3,7 @@
 mod bot;
 mod dashboards;
 mod deploy;
+mod faults;
 mod images;
 mod inspector;
 mod queue;

@@ -10,12 +10,12 @@ use radio_shared::queue::{CancelOutcome, EnqueueRequest, JobRecord, Queue};
 use radio_tests::{TestRedis, WorkerProcess, eventually, tiny_gguf};
 use tokio::io::AsyncWriteExt;
 
-const READY: Duration = Duration::from_secs(60);
+pub(crate) const READY: Duration = Duration::from_secs(60);
 
 /// The longest track the tiny pack renders (its silence latent holds 60 s); about 2 s of work here.
-const LONG: f32 = 60.0;
+pub(crate) const LONG: f32 = 60.0;
 
-async fn enqueue(queue: &Queue, duration_s: f32, seed: u64) -> JobId {
+pub(crate) async fn enqueue(queue: &Queue, duration_s: f32, seed: u64) -> JobId {
     let spec = JobSpec::generate(
         Priority::Radio,
         GenerateTask {
@@ -35,12 +35,12 @@ async fn enqueue(queue: &Queue, duration_s: f32, seed: u64) -> JobId {
         .id
 }
 
-async fn record(queue: &Queue, id: &JobId) -> JobRecord {
+pub(crate) async fn record(queue: &Queue, id: &JobId) -> JobRecord {
     queue.job_required(id).await.expect("record")
 }
 
 /// Waits until a job is running on `worker` and returns it.
-async fn running_on(queue: &Queue, ids: &[JobId], worker: &WorkerProcess) -> JobId {
+pub(crate) async fn running_on(queue: &Queue, ids: &[JobId], worker: &WorkerProcess) -> JobId {
     eventually(
         Duration::from_secs(60),
         "a job running on the worker",
@@ -63,7 +63,12 @@ async fn running_on(queue: &Queue, ids: &[JobId], worker: &WorkerProcess) -> Job
     .await
 }
 
-async fn wait_state(queue: &Queue, id: &JobId, state: JobState, timeout: Duration) -> JobRecord {
+pub(crate) async fn wait_state(
+    queue: &Queue,
+    id: &JobId,
+    state: JobState,
+    timeout: Duration,
+) -> JobRecord {
     eventually(timeout, &format!("job {id} to be {state}"), || {
         let (queue, id) = (queue.clone(), id.clone());
         async move { queue.job(&id).await.ok()?.filter(|r| r.state == state) }

@@ -205,7 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         other => other,
     };
-    let queue = Queue::connect(&redis, settings).await?;
+    let queue = Queue::connect_waiting(&redis, settings).await?;
     match command {
         Command::Bench { .. } => {}
         Command::Serve { addr, .. } => serve::run(queue, addr, env.raw("RADIO_WEB_TOKEN")).await?,

@@ -68,9 +68,10 @@ impl From<QueueError> for ApiError {
             QueueError::UnknownJob { .. } => StatusCode::NOT_FOUND,
             QueueError::Conflict(_) | QueueError::GuildFull { .. } => StatusCode::CONFLICT,
             QueueError::Invalid(_) => StatusCode::BAD_REQUEST,
-            QueueError::Connect { .. } | QueueError::Redis { .. } | QueueError::Pool(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            QueueError::Connect { .. }
+            | QueueError::Redis { .. }
+            | QueueError::Pool(_)
+            | QueueError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             QueueError::Protocol { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {

@@ -1,0 +1,250 @@
+//! Faults an operator meets, with real processes: Redis not up yet when a process starts, Redis that
+//! answers slowly, and a worker frozen (SIGSTOP) past its lease.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use radio_shared::config::RedisConfig;
+use radio_shared::job::{JobId, JobState};
+use radio_shared::keys::Prefix;
+use radio_shared::queue::{Queue, QueueSettings};
+use radio_tests::{TestRedis, WorkerProcess, binary, eventually, fast_settings, free_port};
+
+use crate::worker::{LONG, READY, enqueue, record, running_on, wait_state};
+
+/// Every `succeeded` event of `id` in the events stream.
+async fn succeeded_events(redis: &TestRedis, queue: &Queue, id: &JobId) -> usize {
+    let mut raw = redis.raw().await;
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(queue.keys().events())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut raw)
+        .await
+        .expect("XRANGE events");
+    entries
+        .iter()
+        .filter(|(_, f)| {
+            f.get("job").map(String::as_str) == Some(id.as_str())
+                && f.get("type").map(String::as_str) == Some("succeeded")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_before_redis_waits_for_it_then_works() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = Prefix::new(&format!("t{}", ulid::Ulid::new())).expect("prefix");
+    let settings = fast_settings();
+    let mut worker = WorkerProcess::start_for(
+        &url,
+        prefix.as_str(),
+        &settings,
+        &[("REDIS_CONNECT_TIMEOUT_SECS", "60")],
+    );
+    // Nothing listens yet: the worker must wait, not exit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        worker.running(),
+        "the worker exited without Redis:\n{}",
+        worker.log()
+    );
+    let redis = TestRedis::start_on(port, &[]);
+    worker.ready(READY).await;
+    let log = worker.log();
+    assert!(
+        log.contains("Redis cannot be reached yet"),
+        "each failed attempt is logged with its reason:\n{log}"
+    );
+
+    let config = RedisConfig::new(redis.url(), prefix).expect("config");
+    let queue = Queue::connect(&config, settings).await.expect("connect");
+    let id = enqueue(&queue, 10.0, 1).await;
+    wait_state(&queue, &id, JobState::Succeeded, Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn without_redis_a_process_gives_up_after_the_connect_timeout_with_a_clear_error() {
+    let nobody = format!("redis://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = tokio::process::Command::new(binary("radioctl"))
+        .arg("status")
+        .env("REDIS_URL", &nobody)
+        .env("REDIS_CONNECT_TIMEOUT_SECS", "1.5")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("radioctl");
+    let waited = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not answer within") && stderr.contains("REDIS_CONNECT_TIMEOUT_SECS"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.matches("Redis cannot be reached yet").count() >= 1,
+        "it said it was waiting: {stderr}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "it gave up early: {waited:?}"
+    );
+
+    // A refusal waiting cannot fix (a password the server does not have) ends at once.
+    let redis = TestRedis::start();
+    let wrong = format!("redis://:not-the-password@127.0.0.1:{}", redis.port());
+    let started = Instant::now();
+    let out = tokio::process::Command::new(binary("radioctl"))
+        .arg("status")
+        .env("REDIS_URL", &wrong)
+        .env("REDIS_CONNECT_TIMEOUT_SECS", "60")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("radioctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("cannot be reached yet"),
+        "a wrong password is not retried: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a wrong password must not wait out REDIS_CONNECT_TIMEOUT_SECS"
+    );
+    assert!(
+        !stderr.contains("not-the-password"),
+        "the password stays out of errors: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stalling_longer_than_a_heartbeat_loses_no_lease_and_runs_no_job_twice() {
+    let redis = TestRedis::start_on(free_port(), &["--enable-debug-command", "local"]);
+    // Heartbeats every 0.5 s; a lease is taken over after 4 s without one.
+    let settings = QueueSettings {
+        heartbeat: Duration::from_millis(500),
+        reclaim_after: Duration::from_secs(4),
+        block: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let queue = redis.queue_with(settings).await;
+    let mut a = WorkerProcess::start(&redis, &queue, &[]);
+    let mut b = WorkerProcess::start(&redis, &queue, &[]);
+    a.ready(READY).await;
+    b.ready(READY).await;
+    let mut ids = Vec::new();
+    for seed in 0..8 {
+        ids.push(enqueue(&queue, LONG, seed).await);
+    }
+    running_on(&queue, &ids, &a).await;
+
+    // Redis stalls for 1.5 s (three heartbeats) three times while the jobs run.
+    // (redis-cli: the harness's own connections time out before a 1.5 s reply.)
+    for _ in 0..3 {
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["-p", &redis.port().to_string(), "DEBUG", "SLEEP", "1.5"])
+            .output()
+            .await
+            .expect("redis-cli");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK",
+            "DEBUG SLEEP (the test server allows DEBUG from loopback): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+
+    for id in &ids {
+        let r = wait_state(&queue, id, JobState::Succeeded, Duration::from_secs(120)).await;
+        let claims = r.history.iter().filter(|h| h.state == "running").count();
+        assert_eq!(
+            (r.attempts, claims),
+            (1, 1),
+            "{id} ran more than once: {:?}",
+            r.history
+        );
+        assert!(
+            !r.history.iter().any(|h| h.note.contains("reclaimed")),
+            "{id}'s lease was taken over: {:?}",
+            r.history
+        );
+        assert_eq!(succeeded_events(&redis, &queue, id).await, 1);
+    }
+    assert!(a.running() && b.running(), "a stall is not fatal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_loses_its_job_and_its_late_outcome_is_refused() {
+    let redis = TestRedis::start();
+    // Leases are taken over after 1 s without a heartbeat.
+    let queue = redis.queue().await;
+    let mut frozen = WorkerProcess::start(&redis, &queue, &[]);
+    frozen.ready(READY).await;
+    let id = enqueue(&queue, LONG, 3).await;
+    running_on(&queue, std::slice::from_ref(&id), &frozen).await;
+    frozen.freeze();
+    let mut rescuer = WorkerProcess::start(&redis, &queue, &[]);
+    rescuer.ready(READY).await;
+    let done = wait_state(&queue, &id, JobState::Succeeded, Duration::from_secs(60)).await;
+    let finisher = done
+        .result
+        .as_ref()
+        .map(|m| m.worker.clone())
+        .unwrap_or_default();
+    assert!(
+        finisher.starts_with(&rescuer.id),
+        "the job was finished by {finisher}, not the worker that took it over"
+    );
+
+    // The frozen worker wakes up mid-job: whatever it reports now is refused.
+    frozen.thaw();
+    eventually(
+        Duration::from_secs(30),
+        "the woken worker to register again",
+        || {
+            let queue = queue.clone();
+            let id = frozen.id.clone();
+            async move {
+                let workers = queue.live_workers().await.ok()?;
+                workers.iter().any(|w| w.id == id).then_some(())
+            }
+        },
+    )
+    .await;
+    // Long enough for it to finish the render it was in and try to complete it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = record(&queue, &id).await;
+    assert_eq!(after.state, JobState::Succeeded);
+    assert_eq!(
+        after.result, done.result,
+        "the late result did not replace the real one"
+    );
+    assert_eq!(
+        after
+            .history
+            .iter()
+            .filter(|h| h.state == "succeeded")
+            .count(),
+        1,
+        "{:?}",
+        after.history
+    );
+    assert_eq!(
+        succeeded_events(&redis, &queue, &id).await,
+        1,
+        "one outcome published"
+    );
+    assert!(
+        frozen.running(),
+        "the woken worker carries on:\n{}",
+        frozen.log()
+    );
+
+    // And it still works: the next job runs on whichever worker claims it.
+    let next = enqueue(&queue, 10.0, 4).await;
+    wait_state(&queue, &next, JobState::Succeeded, Duration::from_secs(60)).await;
+}
