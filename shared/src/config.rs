@@ -200,13 +200,24 @@ fn check_redis_url(name: &str, url: &str) -> Result<(), ConfigError> {
     let ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
         .iter()
         .any(|scheme| url.starts_with(scheme));
+    if url.starts_with(crate::queue::SentinelUrl::SCHEME_PREFIX) {
+        return crate::queue::SentinelUrl::parse(url)
+            .map(|_| ())
+            .map_err(|why| ConfigError {
+                name: name.into(),
+                value: redact_url(url),
+                expected: format!(
+                    "redis+sentinel://[user:password@]host:port,host:port/<primary name>[/db] ({why})"
+                ),
+            });
+    }
     if ok {
         Ok(())
     } else {
         Err(ConfigError {
             name: name.into(),
             value: redact_url(url),
-            expected: "a URL like redis://127.0.0.1:6379, redis://:password@host:6379/0 or rediss://host:6380"
+            expected: "a URL like redis://127.0.0.1:6379, redis://:password@host:6379/0, rediss://host:6380 or redis+sentinel://host:26379,host:26380/radio"
                 .into(),
         })
     }

@@ -15,7 +15,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use redis_server::{TestRedis, fast_settings};
+pub use redis_server::{TestRedis, TestSentinel, fast_settings};
 pub use worker_process::{WorkerProcess, tiny_gguf, tiny_pack};
 
 /// A port nobody listens on right now.

@@ -139,3 +139,83 @@ impl Drop for TestRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A `redis-server --sentinel` monitoring one primary as `name`, on a free port, killed on drop.
+#[derive(Debug)]
+pub struct TestSentinel {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl TestSentinel {
+    /// Starts a sentinel watching the primary on 127.0.0.1:`primary_port` with quorum 2, marking it
+    /// down after 1 s without an answer; waits until it answers PING.
+    pub fn start(name: &str, primary_port: u16) -> Self {
+        let port = crate::free_port();
+        let dir =
+            std::env::temp_dir().join(format!("radio-test-sentinel-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        // Sentinel rewrites its configuration file as it learns, so it gets its own copy.
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server --sentinel ({e})"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                && let Ok(mut conn) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinel on port {port} did not answer PING within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dir }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs one command against it and returns the reply.
+    pub fn command<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(5))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut conn)
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

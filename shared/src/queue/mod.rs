@@ -18,9 +18,10 @@ mod producer;
 mod record;
 mod registry;
 mod scripts;
+mod sentinel;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
@@ -44,6 +45,7 @@ use crate::config::{ConfigError, Env, RedisConfig};
 use crate::job::JobId;
 use crate::keys::{CONSUMER_GROUP, Keys};
 use scripts::Scripts;
+pub use sentinel::SentinelUrl;
 
 /// Timing and limits of the queue protocol. Every worker and producer of one deployment should agree.
 #[derive(Debug, Clone)]
@@ -222,6 +224,25 @@ pub enum QueueError {
     /// The request makes no sense in the job's current state.
     #[error("{0}")]
     Conflict(String),
+    /// `REDIS_URL` could not be understood.
+    #[error("REDIS_URL {url} is invalid: {detail}")]
+    BadUrl {
+        /// The URL without its password.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The sentinels named no primary that answers as one (none reachable, or a failover under way).
+    #[error("no Redis primary {primary:?} from the sentinels: {detail}")]
+    NoPrimary {
+        /// The primary's name (or the node asked).
+        primary: String,
+        /// What each sentinel said.
+        detail: String,
+        /// The last connection error, if any.
+        #[source]
+        source: Option<RedisError>,
+    },
     /// Redis stayed unreachable for as long as a starting process waits for it.
     #[error(
         "Redis at {url} did not answer within {waited_s} s ({attempts} attempts; REDIS_CONNECT_TIMEOUT_SECS sets the wait): {source}"
@@ -253,7 +274,7 @@ impl QueueError {
             QueueError::Connect { source, .. } | QueueError::Redis { source, .. } => {
                 transient(source)
             }
-            QueueError::Unreachable { .. } => true,
+            QueueError::Unreachable { .. } | QueueError::NoPrimary { .. } => true,
             _ => false,
         }
     }
@@ -279,8 +300,8 @@ pub struct Queue {
 struct Inner {
     keys: Keys,
     settings: QueueSettings,
-    conn: ConnectionManager,
-    blocking: Pool,
+    /// Replaced when a Sentinel failover moves the primary; read for every command.
+    connections: RwLock<Connections>,
     scripts: Scripts,
     /// Wakes idle consumers of this process when a job stream grows (started on first use).
     waker: OnceCell<consumer::NewEntries>,
@@ -295,15 +316,23 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-impl Queue {
-    /// Connects, checks that Redis answers, and creates the consumer groups if they are missing.
-    pub async fn connect(
-        config: &RedisConfig,
-        settings: QueueSettings,
+/// The connections to the Redis node in use: pipelined short commands, and a pool of whole
+/// connections for blocking reads. Replaced as a unit when a Sentinel failover moves the primary.
+#[derive(Clone)]
+struct Connections {
+    conn: ConnectionManager,
+    blocking: Pool,
+}
+
+impl Connections {
+    /// Connects to the node at `url` (a `redis://`, `rediss://` or unix URL).
+    async fn open(
+        url: &str,
+        display_url: &str,
+        settings: &QueueSettings,
     ) -> Result<Self, QueueError> {
-        let url = config.url.expose_secret();
         let connect_err = |source| QueueError::Connect {
-            url: config.display_url(),
+            url: display_url.to_string(),
             source,
         };
         let client = Client::open(url).map_err(connect_err)?;
@@ -326,17 +355,67 @@ impl Queue {
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| QueueError::Pool(e.to_string()))?;
+        Ok(Self { conn, blocking })
+    }
+
+    /// Connects to the node at `url` and checks that it is a primary (`ROLE`): during a failover the
+    /// sentinels may still name a node that has just become a replica.
+    async fn open_primary(url: &str, settings: &QueueSettings) -> Result<Self, QueueError> {
+        let display = crate::config::redact_url(url);
+        let connections = Self::open(url, &display, settings).await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query_async(&mut connections.conn.clone())
+            .await
+            .map_err(QueueError::redis("asking a node its role"))?;
+        match role.first().map(redis::from_redis_value_ref::<String>) {
+            Some(Ok(r)) if r == "master" => Ok(connections),
+            other => Err(QueueError::NoPrimary {
+                primary: display,
+                detail: format!("the node is not a primary (ROLE says {other:?})"),
+                source: None,
+            }),
+        }
+    }
+}
+
+impl Queue {
+    /// Connects, checks that Redis answers, and creates the consumer groups if they are missing. With a
+    /// `redis+sentinel://` URL it connects to the primary the sentinels name and follows failovers.
+    pub async fn connect(
+        config: &RedisConfig,
+        settings: QueueSettings,
+    ) -> Result<Self, QueueError> {
+        let url = config.url.expose_secret();
+        let sentinel = SentinelUrl::parse(url).map_err(|e| QueueError::BadUrl {
+            url: config.display_url(),
+            detail: e,
+        })?;
+        let (connections, primary) = match &sentinel {
+            None => (
+                Connections::open(url, &config.display_url(), &settings).await?,
+                None,
+            ),
+            Some(s) => {
+                let addr = s.primary_address().await?;
+                (
+                    Connections::open_primary(&s.node_url(&addr), &settings).await?,
+                    Some(addr),
+                )
+            }
+        };
         let queue = Self {
             inner: Arc::new(Inner {
                 keys: Keys::new(config.prefix.clone()),
                 settings,
-                conn,
-                blocking,
+                connections: RwLock::new(connections),
                 scripts: Scripts::new(),
                 waker: OnceCell::new(),
             }),
         };
         queue.ensure_groups().await?;
+        if let (Some(s), Some(addr)) = (sentinel, primary) {
+            tokio::spawn(sentinel::follow(Arc::downgrade(&queue.inner), s, addr));
+        }
         Ok(queue)
     }
 
@@ -411,11 +490,19 @@ impl Queue {
 
     /// A connection for short commands (clone per use; requests are pipelined).
     pub fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+        self.connections().conn
+    }
+
+    fn connections(&self) -> Connections {
+        self.inner
+            .connections
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     async fn blocking_conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
-        self.inner
+        self.connections()
             .blocking
             .get()
             .await

@@ -8,7 +8,9 @@ use radio_shared::config::RedisConfig;
 use radio_shared::job::{JobId, JobState};
 use radio_shared::keys::Prefix;
 use radio_shared::queue::{Queue, QueueSettings};
-use radio_tests::{TestRedis, WorkerProcess, binary, eventually, fast_settings, free_port};
+use radio_tests::{
+    TestRedis, TestSentinel, WorkerProcess, binary, eventually, fast_settings, free_port,
+};
 
 use crate::worker::{LONG, READY, enqueue, record, running_on, wait_state};
 
@@ -247,4 +249,188 @@ async fn a_frozen_worker_loses_its_job_and_its_late_outcome_is_refused() {
     // And it still works: the next job runs on whichever worker claims it.
     let next = enqueue(&queue, 10.0, 4).await;
     wait_state(&queue, &next, JobState::Succeeded, Duration::from_secs(60)).await;
+}
+
+/// The port of the primary `sentinel` names.
+fn primary_port(sentinel: &TestSentinel, name: &str) -> Option<u16> {
+    let addr: Option<(String, u16)> = sentinel
+        .command(&["SENTINEL", "get-master-addr-by-name", name])
+        .ok()?;
+    addr.map(|(_, port)| port)
+}
+
+/// How many of `ids` have succeeded.
+async fn succeeded(queue: &Queue, ids: &[JobId]) -> usize {
+    let mut n = 0;
+    for id in ids {
+        if queue
+            .job(id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.state == JobState::Succeeded)
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_follow_sentinel_failovers_and_every_job_succeeds() {
+    const NAME: &str = "radio-test";
+    const JOBS: usize = 30;
+    let first = TestRedis::start_on(free_port(), &[]);
+    let second = TestRedis::start_on(
+        free_port(),
+        &["--replicaof", "127.0.0.1", &first.port().to_string()],
+    );
+    let sentinels: Vec<TestSentinel> = (0..3)
+        .map(|_| TestSentinel::start(NAME, first.port()))
+        .collect();
+    // A failover needs the sentinels to know the replica and each other (hello messages, every 2 s).
+    eventually(
+        Duration::from_secs(30),
+        "the sentinels to see the replica and each other",
+        || {
+            let ready = sentinels.iter().all(|s| {
+                let replicas: Vec<redis::Value> = s
+                    .command(&["SENTINEL", "replicas", NAME])
+                    .unwrap_or_default();
+                let peers: Vec<redis::Value> = s
+                    .command(&["SENTINEL", "sentinels", NAME])
+                    .unwrap_or_default();
+                replicas.len() == 1 && peers.len() == 2
+            });
+            async move { ready.then_some(()) }
+        },
+    )
+    .await;
+
+    let hosts: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect();
+    let url = format!("redis+sentinel://{}/{NAME}", hosts.join(","));
+    let prefix = Prefix::new(&format!("t{}", ulid::Ulid::new())).expect("prefix");
+    let settings = QueueSettings {
+        heartbeat: Duration::from_millis(200),
+        reclaim_after: Duration::from_millis(1500),
+        block: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let config =
+        RedisConfig::new(&url, prefix.clone()).expect("a sentinel URL is a valid REDIS_URL");
+    let queue = Queue::connect(&config, settings.clone())
+        .await
+        .expect("connect through the sentinels");
+    let mut a = WorkerProcess::start_for(&url, prefix.as_str(), &settings, &[]);
+    let mut b = WorkerProcess::start_for(&url, prefix.as_str(), &settings, &[]);
+    a.ready(READY).await;
+    b.ready(READY).await;
+    let mut ids = Vec::new();
+    for seed in 0..JOBS as u64 {
+        ids.push(enqueue(&queue, 30.0, seed).await);
+    }
+    // The jobs are on the replica before anything fails (asynchronous replication could lose them).
+    // (redis-cli: the harness's own connections time out before WAIT's answer.)
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-p", &first.port().to_string(), "WAIT", "1", "5000"])
+        .output()
+        .await
+        .expect("redis-cli WAIT");
+    let acked = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(acked, "1", "the replica acknowledged the enqueued jobs");
+
+    let progress = |at_least: usize, what: &'static str| {
+        let (queue, ids) = (queue.clone(), ids.clone());
+        eventually(Duration::from_secs(120), what, move || {
+            let (queue, ids) = (queue.clone(), ids.clone());
+            async move { (succeeded(&queue, &ids).await >= at_least).then_some(()) }
+        })
+    };
+    progress(5, "5 jobs before the failover").await;
+
+    // 1. A planned failover: the replica becomes the primary.
+    let reply: String = sentinels[0]
+        .command(&["SENTINEL", "FAILOVER", NAME])
+        .expect("SENTINEL FAILOVER");
+    assert_eq!(reply, "OK");
+    eventually(
+        Duration::from_secs(30),
+        "the sentinels to name the replica",
+        || {
+            let moved = primary_port(&sentinels[0], NAME) == Some(second.port());
+            async move { moved.then_some(()) }
+        },
+    )
+    .await;
+    let before_kill = succeeded(&queue, &ids).await;
+    progress(
+        (before_kill + 5).min(JOBS),
+        "5 more jobs on the new primary",
+    )
+    .await;
+
+    // 2. The primary is killed: the sentinels promote the old one, now its replica.
+    drop(second);
+    eventually(
+        Duration::from_secs(60),
+        "the sentinels to promote the survivor",
+        || {
+            let moved = primary_port(&sentinels[1], NAME) == Some(first.port());
+            async move { moved.then_some(()) }
+        },
+    )
+    .await;
+    progress(JOBS, "every job to succeed").await;
+
+    let mut twice = 0;
+    for id in &ids {
+        let r = record(&queue, id).await;
+        let claims = r
+            .history
+            .iter()
+            .filter(|h| h.state == "running" && !h.note.starts_with("cancel requested"))
+            .count();
+        if claims > 1 {
+            twice += 1;
+        }
+        assert!(
+            queue
+                .result(id)
+                .await
+                .expect("result")
+                .is_some_and(|audio| audio.starts_with(b"OggS")),
+            "{id} succeeded with its audio"
+        );
+    }
+    eprintln!(
+        "sentinel failovers (one planned, one SIGKILL): {JOBS} jobs, {JOBS} succeeded, {twice} run more than once, 0 lost"
+    );
+    assert!(
+        a.running() && b.running(),
+        "the workers rode out both failovers"
+    );
+
+    // radioctl follows the sentinels too.
+    let out = tokio::process::Command::new(binary("radioctl"))
+        .args(["status", "--json"])
+        .env("REDIS_URL", &url)
+        .env("RADIO_PREFIX", prefix.as_str())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("radioctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(
+        status["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
 }

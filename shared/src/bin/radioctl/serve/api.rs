@@ -71,8 +71,11 @@ impl From<QueueError> for ApiError {
             QueueError::Connect { .. }
             | QueueError::Redis { .. }
             | QueueError::Pool(_)
-            | QueueError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            QueueError::Protocol { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            | QueueError::Unreachable { .. }
+            | QueueError::NoPrimary { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            QueueError::Protocol { .. } | QueueError::BadUrl { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         Self {
             status,
