@@ -60,11 +60,32 @@ fn the_compose_file_declares_every_service_with_health_checks_and_gpu_reservatio
         command.contains("--appendonly yes"),
         "Redis must run with AOF: {command}"
     );
+    let health = strings(&redis["healthcheck"]["test"]).join(" ");
     assert!(
-        strings(&redis["healthcheck"]["test"])
-            .join(" ")
-            .contains("redis-cli ping")
+        health.contains("redis-cli") && health.contains("ping"),
+        "{health}"
     );
+    // Least privilege: the ACL file is rendered and used, and each role connects as its own user.
+    assert!(command.contains("--aclfile /data/users.acl"), "{command}");
+    assert!(
+        strings(&redis["entrypoint"])
+            .join(" ")
+            .contains("render-acl"),
+        "the ACL file is rendered before Redis starts"
+    );
+    for (service, user) in [
+        ("worker", "radio-worker"),
+        ("bot", "radio-bot"),
+        ("inspector", "radio-radioctl"),
+    ] {
+        let url = services[service]["environment"]["REDIS_URL"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            url.starts_with(&format!("redis://{user}:")),
+            "{service} connects as {user}: {url}"
+        );
+    }
 
     let worker = &services["worker"];
     let device = &worker["deploy"]["resources"]["reservations"]["devices"][0];
@@ -124,7 +145,12 @@ fn docker_compose_accepts_the_file_when_the_client_has_compose() {
             let out = Command::new("docker")
                 .args(["compose", "-f", "docker-compose.yml", "config", "--quiet"])
                 .current_dir(workspace_root())
+                // Every setting the file requires (`${NAME:?…}`).
                 .env("GRAFANA_ADMIN_PASSWORD", "test")
+                .env("RADIO_WEB_TOKEN", "test")
+                .env("REDIS_BOT_PASSWORD", "test")
+                .env("REDIS_WORKER_PASSWORD", "test")
+                .env("REDIS_RADIOCTL_PASSWORD", "test")
                 .output()
                 .expect("docker compose config");
             assert!(

@@ -1,5 +1,6 @@
 //! The workspace's integration tests, one binary (see tests/src/lib.rs for the harness).
 
+mod acl;
 mod bot;
 mod dashboards;
 mod deploy;

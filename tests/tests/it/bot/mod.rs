@@ -43,6 +43,17 @@ impl RunningBot {
         player: RecordingPlayer,
         configure: impl FnOnce(&mut BotConfig, &mut QueueSettings),
     ) -> Self {
+        Self::start_as(redis, redis.config_for(queue), fake, player, configure).await
+    }
+
+    /// [`RunningBot::start`] connecting with `connection` (another Redis user, say).
+    pub async fn start_as(
+        redis: &TestRedis,
+        connection: radio_shared::config::RedisConfig,
+        fake: &FakeDiscord,
+        player: RecordingPlayer,
+        configure: impl FnOnce(&mut BotConfig, &mut QueueSettings),
+    ) -> Self {
         // Logs go through the test harness, so they show only for failing tests.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn,radio_bot=info"))
@@ -57,7 +68,7 @@ impl RunningBot {
         config.cache_dir = redis.dir().join("bot-tracks");
         let mut settings = fast_settings();
         configure(&mut config, &mut settings);
-        let bot_queue = Queue::connect(&redis.config_for(queue), settings)
+        let bot_queue = Queue::connect(&connection, settings)
             .await
             .unwrap_or_else(|e| panic!("bot queue: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
