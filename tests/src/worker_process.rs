@@ -48,13 +48,35 @@ impl WorkerProcess {
         s: &QueueSettings,
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::start_wrapped(&[], redis_url, prefix, s, extra)
+    }
+
+    /// [`WorkerProcess::start_for`] run through `wrapper` (e.g. `ip netns exec <name>`); a
+    /// `METRICS_ADDR` in `extra` is where [`WorkerProcess::ready`] looks for it.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        redis_url: &str,
+        prefix: &str,
+        s: &QueueSettings,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
-        let metrics_addr = format!("127.0.0.1:{port}");
+        let metrics_addr = extra
+            .iter()
+            .find(|(k, _)| *k == "METRICS_ADDR")
+            .map_or_else(|| format!("127.0.0.1:{port}"), |(_, v)| v.to_string());
         let id = format!("test-worker-{port}");
         let log = std::env::temp_dir().join(format!("{id}.log"));
         let log_file =
             std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let mut command = Command::new(binary("radio-worker"));
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary("radio-worker"));
+                c
+            }
+            None => Command::new(binary("radio-worker")),
+        };
         command
             .arg("run")
             .current_dir(workspace_root())

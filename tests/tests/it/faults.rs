@@ -434,3 +434,183 @@ async fn workers_follow_sentinel_failovers_and_every_job_succeeds() {
         "{status}"
     );
 }
+
+/// A network namespace joined to this one by a veth pair (`host` ↔ `inside`), removed on drop.
+struct Partition {
+    name: String,
+    host_link: String,
+    host_ip: String,
+    inside_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {} (this test needs root to create a network namespace)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Partition {
+    fn create() -> Self {
+        // Unique per test process; a /30 in 10.231.0.0/16 picked from the pid.
+        let n = std::process::id() % 16_000;
+        let name = format!("radio-part-{n}");
+        let (host_link, inside_link) = (format!("rph{n}"), format!("rpi{n}"));
+        let (a, b) = ((n * 4) / 256, (n * 4) % 256);
+        let host_ip = format!("10.231.{a}.{}", b + 1);
+        let inside_ip = format!("10.231.{a}.{}", b + 2);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &name])
+            .output();
+        ip(&["netns", "add", &name]);
+        let partition = Self {
+            name: name.clone(),
+            host_link: host_link.clone(),
+            host_ip: host_ip.clone(),
+            inside_ip: inside_ip.clone(),
+        };
+        ip(&[
+            "link",
+            "add",
+            &host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inside_link,
+        ]);
+        ip(&["link", "set", &inside_link, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_link]);
+        ip(&["link", "set", &host_link, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{inside_ip}/30"),
+            "dev",
+            &inside_link,
+        ]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "link",
+            "set",
+            &inside_link,
+            "up",
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        partition
+    }
+
+    /// Cuts the link (both ends see it down) or restores it.
+    fn set_connected(&self, up: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.host_link,
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.host_link])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_from_redis_loses_its_job_and_rejoins_when_the_network_returns() {
+    let partition = Partition::create();
+    let port = free_port();
+    let bind = format!("127.0.0.1 {}", partition.host_ip);
+    let redis = TestRedis::start_on(port, &["--bind", &bind, "--protected-mode", "no"]);
+    // Leases are taken over after 2 s without a heartbeat.
+    let settings = QueueSettings {
+        heartbeat: Duration::from_millis(300),
+        reclaim_after: Duration::from_secs(2),
+        block: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let queue = redis.queue_with(settings.clone()).await;
+    let inside_metrics = format!("{}:{}", partition.inside_ip, free_port());
+    let mut cut_off = WorkerProcess::start_wrapped(
+        &["ip", "netns", "exec", &partition.name],
+        &format!("redis://{}:{port}", partition.host_ip),
+        queue.keys().prefix().as_str(),
+        &settings,
+        &[("METRICS_ADDR", &inside_metrics)],
+    );
+    cut_off.ready(READY).await;
+    let id = enqueue(&queue, LONG, 5).await;
+    running_on(&queue, std::slice::from_ref(&id), &cut_off).await;
+    partition.set_connected(false);
+
+    let mut rescuer = WorkerProcess::start(&redis, &queue, &[]);
+    rescuer.ready(READY).await;
+    let done = wait_state(&queue, &id, JobState::Succeeded, Duration::from_secs(60)).await;
+    let finisher = done
+        .result
+        .as_ref()
+        .map(|m| m.worker.clone())
+        .unwrap_or_default();
+    assert!(
+        finisher.starts_with(&rescuer.id),
+        "finished by {finisher}, not the worker that took it over"
+    );
+
+    // The network returns: the cut-off worker reconnects, registers again and works; the job it lost
+    // keeps its one outcome.
+    partition.set_connected(true);
+    eventually(
+        Duration::from_secs(60),
+        "the cut-off worker to register again",
+        || {
+            let queue = queue.clone();
+            let id = cut_off.id.clone();
+            async move {
+                let workers = queue.live_workers().await.ok()?;
+                workers.iter().any(|w| w.id == id).then_some(())
+            }
+        },
+    )
+    .await;
+    let after = record(&queue, &id).await;
+    assert_eq!(
+        after.result, done.result,
+        "the late result did not replace the real one"
+    );
+    assert_eq!(
+        succeeded_events(&redis, &queue, &id).await,
+        1,
+        "one outcome published"
+    );
+    assert!(
+        cut_off.running(),
+        "the cut-off worker carries on:\n{}",
+        cut_off.log()
+    );
+    let mut more = Vec::new();
+    for seed in 0..4 {
+        more.push(enqueue(&queue, 10.0, 10 + seed).await);
+    }
+    for id in &more {
+        wait_state(&queue, id, JobState::Succeeded, Duration::from_secs(60)).await;
+    }
+}
