@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use radio_shared::config::{ConfigError, Env};
 use radio_shared::job::{MAX_DURATION_S, MIN_DURATION_S};
+use radio_shared::queue::RequestLimit;
 use secrecy::SecretString;
 
 /// The default number of tracks kept generated ahead of the one playing.
@@ -48,7 +50,15 @@ pub struct BotConfig {
     pub cache_dir: PathBuf,
     /// The most the track cache holds before the oldest tracks go (`BOT_CACHE_MAX_MB`).
     pub cache_max_bytes: u64,
+    /// Song requests (`/radio generate`) one member may make per window (`USER_REQUEST_LIMIT` per
+    /// `USER_REQUEST_WINDOW_SECS`; a limit of 0 turns it off).
+    pub request_limit: RequestLimit,
 }
+
+/// Song requests per member per window unless `USER_REQUEST_LIMIT` says.
+pub const DEFAULT_USER_REQUEST_LIMIT: u32 = 10;
+/// The window of the per-member limit unless `USER_REQUEST_WINDOW_SECS` says.
+pub const DEFAULT_USER_REQUEST_WINDOW: Duration = Duration::from_secs(3600);
 
 /// `$XDG_CACHE_HOME/ace-radio/tracks`, else `~/.cache/ace-radio/tracks`, else under the temp folder.
 pub fn default_cache_dir() -> PathBuf {
@@ -78,6 +88,10 @@ impl BotConfig {
             max_length_max_s: DEFAULT_MAX_LENGTH_MAX_S,
             cache_dir: default_cache_dir(),
             cache_max_bytes: DEFAULT_CACHE_MAX_MB * 1024 * 1024,
+            request_limit: RequestLimit {
+                limit: DEFAULT_USER_REQUEST_LIMIT,
+                window: DEFAULT_USER_REQUEST_WINDOW,
+            },
         }
     }
 
@@ -168,6 +182,20 @@ impl BotConfig {
                 "DEFAULT_DURATION",
                 config.default_duration_s.to_string(),
                 &default_range,
+            ));
+        }
+        config.request_limit.limit = env.parse(
+            "USER_REQUEST_LIMIT",
+            DEFAULT_USER_REQUEST_LIMIT,
+            "a whole number of song requests per member per window (0: no limit)",
+        )?;
+        config.request_limit.window =
+            env.seconds("USER_REQUEST_WINDOW_SECS", DEFAULT_USER_REQUEST_WINDOW)?;
+        if config.request_limit.window.is_zero() {
+            return Err(err(
+                "USER_REQUEST_WINDOW_SECS",
+                "0".into(),
+                "a number of seconds above 0 (set USER_REQUEST_LIMIT=0 to turn the limit off)",
             ));
         }
         if let Some(dir) = env.raw("BOT_CACHE_DIR") {

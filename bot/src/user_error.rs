@@ -40,6 +40,15 @@ pub enum UserError {
         /// The cap.
         cap: u32,
     },
+    /// The member made as many song requests as the window allows.
+    TooManyRequests {
+        /// Requests per window.
+        limit: u32,
+        /// The window, seconds.
+        window_s: u64,
+        /// Until the next request is admitted, seconds.
+        retry_after_s: u64,
+    },
     /// Nothing is playing.
     NothingPlaying,
     /// The station is paused already.
@@ -103,6 +112,16 @@ impl fmt::Display for UserError {
                 f,
                 "This server's queue is full ({cap} songs waiting to be generated). Wait for one to finish, then try again."
             ),
+            UserError::TooManyRequests {
+                limit,
+                window_s,
+                retry_after_s,
+            } => write!(
+                f,
+                "You have asked for {limit} songs in the last {}, as many as this radio allows one member. You can ask again in {}.",
+                span(*window_s),
+                span(*retry_after_s)
+            ),
             UserError::NothingPlaying => write!(
                 f,
                 "Nothing is playing. Start the station with `/radio play`."
@@ -132,6 +151,21 @@ impl fmt::Display for UserError {
 }
 
 impl std::error::Error for UserError {}
+
+/// A length of time as a person says it: "45 s", "12 min", "2 h", "1 h 30 min".
+fn span(seconds: u64) -> String {
+    match seconds {
+        0..=89 => format!("{} s", seconds.max(1)),
+        90..=5399 => format!("{} min", seconds.div_ceil(60)),
+        _ => {
+            let minutes = seconds.div_ceil(60);
+            match (minutes / 60, minutes % 60) {
+                (h, 0) => format!("{h} h"),
+                (h, m) => format!("{h} h {m} min"),
+            }
+        }
+    }
+}
 
 /// Why a command did not do what was asked.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,5 +199,20 @@ impl fmt::Display for CommandError {
             CommandError::User(e) => e.fmt(f),
             CommandError::Internal(e) => write!(f, "internal error: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_a_person_says_them() {
+        assert_eq!(span(0), "1 s");
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(600), "10 min");
+        assert_eq!(span(3600), "60 min");
+        assert_eq!(span(7200), "2 h");
+        assert_eq!(span(5400), "1 h 30 min");
     }
 }

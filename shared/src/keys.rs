@@ -219,6 +219,15 @@ impl Keys {
         format!("{}{guild_id}:stats", self.guild_prefix())
     }
 
+    /// One member's recent song requests in a guild, scored by when they were made (ms): the per-member
+    /// limit counts them.
+    pub fn member_requests(&self, guild_id: &str, member_id: &str) -> String {
+        format!(
+            "{}{guild_id}:member:{member_id}:requests",
+            self.guild_prefix()
+        )
+    }
+
     /// One guild's recent generation times in seconds, newest first (a capped list).
     pub fn guild_generation_times(&self, guild_id: &str) -> String {
         format!("{}{guild_id}:generation_times", self.guild_prefix())

@@ -1,8 +1,10 @@
 //! `/radio generate`: one song from a free prompt (and optional lyrics), played before the radio's
-//! own tracks. Open to everyone; the guild's queue cap keeps it fair. On a stopped station it plays
-//! the request alone: starting the radio stays with `/radio play` and its permission.
+//! own tracks. Open to everyone; the guild's queue cap and the per-member limit (`USER_REQUEST_LIMIT`
+//! per `USER_REQUEST_WINDOW_SECS`, counted in Redis) keep it fair. On a stopped station it plays the
+//! request alone: starting the radio stays with `/radio play` and its permission.
 
 use radio_shared::job::{MAX_DURATION_S, SongRequest};
+use radio_shared::queue::Admission;
 use twilight_util::builder::command::{IntegerBuilder, StringBuilder, SubCommandBuilder};
 
 use super::{Ctx, Options, limited};
@@ -77,9 +79,30 @@ impl Generate {
             Some(seconds) => limits.check(seconds as f32)?,
             None => limits.clamp(view.settings.duration_s),
         };
+        // Counted before anything is enqueued, and answered privately when over the limit.
+        let guild = ctx.guild.to_string();
+        let member = ctx.user.to_string();
+        let request_id = ctx.interaction_id.to_string();
+        let limit = ctx.state.config.request_limit;
+        if let Admission::Limited { retry_after } = ctx
+            .state
+            .queue
+            .admit_request(&guild, &member, &request_id, limit)
+            .await?
+        {
+            return Err(UserError::TooManyRequests {
+                limit: limit.limit,
+                window_s: limit.window.as_secs(),
+                retry_after_s: retry_after.as_secs_f64().ceil() as u64,
+            }
+            .into());
+        }
         ctx.responder.defer(false).await;
-        if !view.attached {
-            station.join(channel).await?;
+        if !view.attached
+            && let Err(e) = station.join(channel).await
+        {
+            self::refund(ctx, &guild, &member, &request_id).await;
+            return Err(e);
         }
         let song = SongRequest {
             duration_s: duration,
@@ -88,15 +111,31 @@ impl Generate {
             ..SongRequest::default()
         };
         let progress = ProgressMessage::start(ctx.responder.clone());
-        station
+        let requested = station
             .request(
                 song,
-                Some(ctx.user.to_string()),
+                Some(member.clone()),
                 ctx.channel,
-                Some(ctx.interaction_id.to_string()),
+                Some(request_id.clone()),
                 Some(progress),
             )
-            .await?;
+            .await;
+        if requested.is_err() {
+            // Not enqueued (the server's queue is full, Redis failed): it does not count.
+            refund(ctx, &guild, &member, &request_id).await;
+        }
+        requested?;
         Ok(())
+    }
+}
+
+async fn refund(ctx: &Ctx, guild: &str, member: &str, request_id: &str) {
+    if let Err(e) = ctx
+        .state
+        .queue
+        .refund_request(guild, member, request_id)
+        .await
+    {
+        tracing::warn!(error = %e, "could not take back a song request that did not go ahead");
     }
 }

@@ -14,6 +14,7 @@ mod admin;
 mod consumer;
 mod events;
 mod lease;
+mod limits;
 mod producer;
 mod record;
 mod registry;
@@ -37,6 +38,7 @@ pub use admin::{
 pub use consumer::{Consumer, now_ms};
 pub use events::{Event, EventFollower, EventKind};
 pub use lease::{ClaimedJob, FinishOutcome, JobControl, JobFailure};
+pub use limits::{Admission, RequestLimit};
 pub use producer::{CancelOutcome, EnqueueRequest, Enqueued};
 pub use record::{HistoryEntry, JobRecord};
 pub use registry::WorkerInfo;

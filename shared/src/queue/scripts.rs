@@ -585,6 +585,29 @@ end
 return { trimmed, removed }
 "#;
 
+/// Admits one song request of a member if fewer than `limit` were admitted in the last `window_ms`
+/// (a sliding window over a sorted set scored by the server clock). The request id is the member of the
+/// set, so a request retried under the same id is counted once.
+/// KEYS: the member's request log. ARGV: request id, limit, window ms.
+/// Returns { 'ok', requests in the window } or { 'limited', ms until the oldest leaves the window }.
+const ADMIT: &str = r#"
+local log = KEYS[1]
+local id, limit, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+if redis.call('ZSCORE', log, id) then
+  return { 'ok', redis.call('ZCARD', log) }
+end
+local n = redis.call('ZCARD', log)
+if n >= limit then
+  local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+  return { 'limited', math.max(1, tonumber(oldest[2]) + window - now) }
+end
+redis.call('ZADD', log, now, id)
+redis.call('PEXPIRE', log, window)
+return { 'ok', n + 1 }
+"#;
+
 /// Every script, compiled once per process (redis-rs sends `EVALSHA` and loads on a miss).
 #[derive(Debug)]
 pub(crate) struct Scripts {
@@ -601,6 +624,7 @@ pub(crate) struct Scripts {
     pub dead_letter_malformed: Script,
     pub fail_unrunnable: Script,
     pub maintain: Script,
+    pub admit: Script,
 }
 
 impl Scripts {
@@ -620,6 +644,7 @@ impl Scripts {
             dead_letter_malformed: with_prelude(DEAD_LETTER_MALFORMED),
             fail_unrunnable: with_prelude(FAIL_UNRUNNABLE),
             maintain: with_prelude(MAINTAIN),
+            admit: with_prelude(ADMIT),
         }
     }
 }

@@ -925,3 +925,102 @@ async fn a_job_handed_back_again_and_again_keeps_a_bounded_history() {
     );
     assert_eq!(state(&queue, &id).await, JobState::Queued);
 }
+
+#[tokio::test]
+async fn the_member_request_limit_holds_across_processes_and_counts_each_request_once() {
+    use radio_shared::queue::{Admission, RequestLimit};
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    // A second "bot process" of the same deployment.
+    let other = radio_shared::queue::Queue::connect(&redis.config_for(&queue), fast_settings())
+        .await
+        .expect("second connection");
+    let limit = RequestLimit {
+        limit: 5,
+        window: Duration::from_secs(60),
+    };
+    let mut attempts = Vec::new();
+    for i in 0..20 {
+        let q = if i % 2 == 0 {
+            queue.clone()
+        } else {
+            other.clone()
+        };
+        attempts.push(tokio::spawn(async move {
+            q.admit_request("g1", "m1", &format!("interaction-{i}"), limit)
+                .await
+                .expect("admit")
+        }));
+    }
+    let mut admitted = 0;
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            Admission::Admitted { .. } => admitted += 1,
+            Admission::Limited { retry_after } => {
+                assert!(retry_after > Duration::ZERO && retry_after <= limit.window)
+            }
+        }
+    }
+    assert_eq!(admitted, 5, "exactly the limit, whichever process asked");
+
+    // The same interaction again (a retried request) counts once; another member is not affected.
+    let first_admitted = queue
+        .admit_request("g1", "m2", "interaction-a", limit)
+        .await
+        .expect("admit");
+    assert_eq!(first_admitted, Admission::Admitted { used: 1 });
+    let again = other
+        .admit_request("g1", "m2", "interaction-a", limit)
+        .await
+        .expect("admit");
+    assert_eq!(again, Admission::Admitted { used: 1 });
+
+    // A request that did not go ahead is taken back.
+    let full = RequestLimit { limit: 1, ..limit };
+    assert!(matches!(
+        queue
+            .admit_request("g2", "m1", "x", full)
+            .await
+            .expect("admit"),
+        Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        queue
+            .admit_request("g2", "m1", "y", full)
+            .await
+            .expect("admit"),
+        Admission::Limited { .. }
+    ));
+    queue.refund_request("g2", "m1", "x").await.expect("refund");
+    assert!(matches!(
+        queue
+            .admit_request("g2", "m1", "y", full)
+            .await
+            .expect("admit"),
+        Admission::Admitted { .. }
+    ));
+    // The window slides: a short one lets the member in again once it has passed.
+    let short = RequestLimit {
+        limit: 1,
+        window: Duration::from_millis(300),
+    };
+    queue
+        .admit_request("g3", "m1", "p", short)
+        .await
+        .expect("admit");
+    assert!(matches!(
+        queue
+            .admit_request("g3", "m1", "q", short)
+            .await
+            .expect("admit"),
+        Admission::Limited { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        queue
+            .admit_request("g3", "m1", "q", short)
+            .await
+            .expect("admit"),
+        Admission::Admitted { .. }
+    ));
+}

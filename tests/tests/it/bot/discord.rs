@@ -353,3 +353,74 @@ fn promtool_accepts(metrics: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_over_the_request_limit_is_told_when_to_ask_again() {
+    let redis = TestRedis::start();
+    let queue = redis.queue().await;
+    let fake = FakeDiscord::start(World::default_guild()).await;
+    let worker = FakeWorker::start(&queue, WorkerPlan::default());
+    let player = RecordingPlayer::with_speed(0.5);
+    let bot = RunningBot::start(&redis, &queue, &fake, player.clone(), |config, _| {
+        config.request_limit.limit = 2;
+        config.request_limit.window = Duration::from_secs(600);
+    })
+    .await;
+    fake.wait_identified(1, Duration::from_secs(10)).await;
+    let generate = |prompt: &str| {
+        fake.command(
+            ids::GUILD,
+            &Member::listener(ids::LISTENER),
+            "generate",
+            serde_json::json!([string_option("prompt", prompt)]),
+        )
+    };
+    let mut accepted = Vec::new();
+    for prompt in ["first song", "second song"] {
+        let sent = generate(prompt);
+        let (_, body) = fake.callback(&sent, Duration::from_secs(3)).await;
+        assert_eq!(body["type"], 5, "accepted and deferred: {body}");
+        accepted.push(sent.id);
+    }
+    let third = generate("third song");
+    let (_, body) = fake.callback(&third, Duration::from_secs(3)).await;
+    assert_eq!(body["type"], 4, "answered at once: {body}");
+    assert_eq!(
+        body["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "privately: {body}"
+    );
+    let text = body["data"]["content"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("You have asked for 2 songs in the last 10 min")
+            && text.contains("You can ask again in 10 min"),
+        "{text}"
+    );
+    // Each request is enqueued under its interaction id: the refused one has none.
+    let mut raw = redis.raw().await;
+    let dedup = |sent: u64| queue.keys().dedup(&sent.to_string());
+    let refused: bool = redis::cmd("EXISTS")
+        .arg(dedup(third.id))
+        .query_async(&mut raw)
+        .await
+        .expect("EXISTS");
+    assert!(!refused, "the refused request enqueued nothing");
+    for id in accepted {
+        let enqueued: bool =
+            eventually(Duration::from_secs(5), "an accepted request's job", || {
+                let (key, mut raw) = (dedup(id), raw.clone());
+                async move {
+                    let found: bool = redis::cmd("EXISTS")
+                        .arg(key)
+                        .query_async(&mut raw)
+                        .await
+                        .ok()?;
+                    found.then_some(true)
+                }
+            })
+            .await;
+        assert!(enqueued);
+    }
+    bot.stop().await;
+    worker.stop().await;
+}
