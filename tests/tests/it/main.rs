@@ -8,6 +8,7 @@ mod faults;
 mod images;
 mod inspector;
 mod queue;
+mod queue_model;
 mod radioctl;
 mod up;
 mod worker;
