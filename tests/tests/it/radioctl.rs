@@ -349,6 +349,8 @@ async fn errors_name_what_was_wrong_and_usage_errors_exit_2() {
     let out = tokio::process::Command::new(binary("radioctl"))
         .args(["status"])
         .env("REDIS_URL", "redis://127.0.0.1:1")
+        // No wait for Redis to come up (tested in faults.rs): the error is what this checks.
+        .env("REDIS_CONNECT_TIMEOUT_SECS", "0")
         .output()
         .await
         .expect("run");
