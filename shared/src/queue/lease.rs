@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -284,28 +284,47 @@ impl ClaimedJob {
         let settings = queue.settings();
         let meta =
             serde_json::to_string(meta).map_err(|e| QueueError::protocol(DOING, e.to_string()))?;
-        let reply: redis::Value = queue
-            .inner
-            .scripts
-            .complete
-            .key(&self.entry.stream)
-            .key(&self.control.state.job_key)
-            .key(keys.result(&self.spec.id))
-            .key(keys.events())
-            .key(keys.entries())
-            .key(keys.results())
-            .arg(CONSUMER_GROUP)
-            .arg(self.consumer())
-            .arg(&self.entry.id)
-            .arg(self.spec.id.as_str())
-            .arg(audio)
-            .arg(settings.result_ttl.as_secs().max(1))
-            .arg(queue.retention())
-            .arg(meta)
-            .arg(settings.events_maxlen)
-            .invoke_async(&mut queue.conn())
-            .await
-            .map_err(QueueError::redis(DOING))?;
+        // A finished render is worth keeping: while Redis is briefly out of reach (a restart, a
+        // Sentinel failover) the completion is tried again for up to the reclaim time, instead of
+        // leaving the job to be generated a second time. The script is safe to repeat: a repeat after
+        // a first run whose reply was lost answers `duplicate`.
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        let reply = loop {
+            let attempt: Result<redis::Value, QueueError> = queue
+                .inner
+                .scripts
+                .complete
+                .key(&self.entry.stream)
+                .key(&self.control.state.job_key)
+                .key(keys.result(&self.spec.id))
+                .key(keys.events())
+                .key(keys.entries())
+                .key(keys.results())
+                .arg(CONSUMER_GROUP)
+                .arg(self.consumer())
+                .arg(&self.entry.id)
+                .arg(self.spec.id.as_str())
+                .arg(audio)
+                .arg(settings.result_ttl.as_secs().max(1))
+                .arg(queue.retention())
+                .arg(&meta)
+                .arg(settings.events_maxlen)
+                .invoke_async(&mut queue.conn())
+                .await
+                .map_err(QueueError::redis(DOING));
+            match attempt {
+                Ok(reply) => break reply,
+                Err(e)
+                    if e.is_transient() && started.elapsed() + delay < settings.reclaim_after =>
+                {
+                    warn!(job_id = %self.spec.id, error = %e, retry_in_ms = delay.as_millis() as u64, "could not record the completion yet; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let (tag, rest) = split_reply(DOING, reply)?;
         match tag.as_str() {
             "ok" => Ok(FinishOutcome::Succeeded),

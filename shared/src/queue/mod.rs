@@ -281,6 +281,20 @@ impl QueueError {
         }
     }
 
+    /// Whether trying the same command again soon may succeed: Redis out of reach, or a node that is no
+    /// longer (or not yet) the primary during a failover.
+    pub fn is_transient(&self) -> bool {
+        use redis::ServerErrorKind::{MasterDown, ReadOnly, TryAgain};
+        let failover = |e: &RedisError| {
+            matches!(
+                e.kind(),
+                redis::ErrorKind::Server(ReadOnly | MasterDown | TryAgain)
+            )
+        };
+        self.is_unreachable()
+            || matches!(self, QueueError::Redis { source, .. } if failover(source))
+    }
+
     fn redis(doing: &'static str) -> impl FnOnce(RedisError) -> QueueError {
         move |source| QueueError::Redis { doing, source }
     }

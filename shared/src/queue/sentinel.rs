@@ -3,8 +3,9 @@
 //! The queue asks the sentinels which node is the primary, connects to it, and keeps asking once a
 //! second; when the answer changes (a failover), it opens connections to the new primary and every later
 //! command of this process goes there. Commands in flight at the switch fail like any dropped
-//! connection: workers retry their claims, and an outcome that could not be recorded is redone after the
-//! reclaim time (a song generated twice, never one lost). The credentials are the primary's; the
+//! connection: workers retry their claims, a completion is tried again (`ClaimedJob::complete`), and any
+//! other outcome that could not be recorded is redone after the reclaim time (a song generated twice,
+//! never one lost). The credentials are the primary's; the
 //! sentinels are asked without them.
 
 use std::sync::Weak;
