@@ -33,6 +33,25 @@ async fn succeeded_events(redis: &TestRedis, queue: &Queue, id: &JobId) -> usize
         .count()
 }
 
+/// Waits until `worker`, back from a freeze or a partition, has registered again, then long enough for
+/// it to finish the render it was in and try to record it.
+async fn rejoined(queue: &Queue, worker: &WorkerProcess) {
+    eventually(
+        Duration::from_secs(60),
+        "the worker to register again",
+        || {
+            let queue = queue.clone();
+            let id = worker.id.clone();
+            async move {
+                let workers = queue.live_workers().await.ok()?;
+                workers.iter().any(|w| w.id == id).then_some(())
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_started_before_redis_waits_for_it_then_works() {
     let port = free_port();
@@ -204,21 +223,7 @@ async fn a_frozen_worker_loses_its_job_and_its_late_outcome_is_refused() {
 
     // The frozen worker wakes up mid-job: whatever it reports now is refused.
     frozen.thaw();
-    eventually(
-        Duration::from_secs(30),
-        "the woken worker to register again",
-        || {
-            let queue = queue.clone();
-            let id = frozen.id.clone();
-            async move {
-                let workers = queue.live_workers().await.ok()?;
-                workers.iter().any(|w| w.id == id).then_some(())
-            }
-        },
-    )
-    .await;
-    // Long enough for it to finish the render it was in and try to complete it.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    rejoined(&queue, &frozen).await;
     let after = record(&queue, &id).await;
     assert_eq!(after.state, JobState::Succeeded);
     assert_eq!(
@@ -578,19 +583,7 @@ async fn a_worker_cut_off_from_redis_loses_its_job_and_rejoins_when_the_network_
     // The network returns: the cut-off worker reconnects, registers again and works; the job it lost
     // keeps its one outcome.
     partition.set_connected(true);
-    eventually(
-        Duration::from_secs(60),
-        "the cut-off worker to register again",
-        || {
-            let queue = queue.clone();
-            let id = cut_off.id.clone();
-            async move {
-                let workers = queue.live_workers().await.ok()?;
-                workers.iter().any(|w| w.id == id).then_some(())
-            }
-        },
-    )
-    .await;
+    rejoined(&queue, &cut_off).await;
     let after = record(&queue, &id).await;
     assert_eq!(
         after.result, done.result,
